@@ -1,0 +1,174 @@
+"""The ``retouch`` command: thin, one sub-command per task."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+
+def _progress(desc: str, total: int):
+    bar = tqdm(total=total, desc=desc, disable=None, mininterval=1)
+
+    def cb(done: int, n: int) -> None:
+        bar.n = done
+        bar.refresh()
+        if done >= n:
+            bar.close()
+
+    return cb
+
+
+# -- world ----------------------------------------------------------------------
+def cmd_world_bench(a: argparse.Namespace) -> int:
+    from .world.suite import write_suite
+
+    path = write_suite(a.out, n=a.n, seed=a.seed, size=a.size, callback=_progress("suite", a.n))
+    print(f"wrote {a.n} cases to {path}")
+    return 0
+
+
+def cmd_world_sample(a: argparse.Namespace) -> int:
+    import random
+
+    from .world import detailed_caption, random_scene, render_pil, short_caption
+
+    scene = random_scene(random.Random(a.seed), n_objects=a.objects)
+    out = Path(a.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render_pil(scene, a.size).save(out)
+    print(
+        json.dumps(
+            {"image": str(out), "short": short_caption(scene), "detailed": detailed_caption(scene), "scene": scene.to_dict()}, indent=2
+        )
+    )
+    return 0
+
+
+def cmd_world_parse(a: argparse.Namespace) -> int:
+    from .world.captions import detailed_caption
+    from .world.reader import SceneReader, read_scenes
+    from .world.suite import load_rgb
+
+    reader = SceneReader.from_pretrained(a.reader) if a.reader else SceneReader.from_pretrained()
+    results = []
+    for p in a.images:
+        img = load_rgb(p)
+        if img.shape[0] != img.shape[1]:
+            raise ValueError(f"{p}: the scene reader reads square Shapes-world images, got {img.shape[1]}x{img.shape[0]}")
+        (scene,) = read_scenes(reader, img)
+        results.append({"image": str(p), "scene": scene.to_dict(), "detailed": detailed_caption(scene)})
+    if a.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    else:
+        for r in results:
+            print(f"{r['image']}: {r['detailed']}")
+    return 0
+
+
+def cmd_world_reader_eval(a: argparse.Namespace) -> int:
+    from .train.reader import evaluate_reader
+    from .world.reader import SceneReader
+
+    reader = SceneReader.from_pretrained(a.reader) if a.reader else SceneReader.from_pretrained()
+    print(json.dumps(evaluate_reader(reader, a.n, a.seed), indent=2))
+    return 0
+
+
+# -- bench / train ----------------------------------------------------------------
+def cmd_bench(a: argparse.Namespace) -> int:
+    from .eval.bench import BenchConfig, markdown_table, run_bench
+
+    cfg = BenchConfig(suite=a.suite, method=a.method, inputs=a.inputs, limit=a.limit, json_out=a.json, reader=a.reader, clip=a.clip)
+    summary = run_bench(cfg)
+    print(markdown_table(summary))
+    if a.json:
+        print(f"wrote {a.json} (+ .csv, .md)")
+    return 0
+
+
+def cmd_methods(a: argparse.Namespace) -> int:
+    from .methods import list_methods
+
+    print("\n".join(list_methods()))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .train import run_recipe
+
+    result = run_recipe(a.recipe, steps=a.steps, out=a.out)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="retouch", description="Edit images from words; the Shapes world and its benchmark.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    w = sub.add_parser("world", help="the Shapes world: sample, benchmark suites, scene reader").add_subparsers(
+        dest="world_cmd", required=True
+    )
+    b = w.add_parser("bench", help="write a Shapes-PIE suite in PIE-Bench's format")
+    b.add_argument("--out", required=True, help="output folder")
+    b.add_argument("--n", type=int, default=700, help="number of cases (PIE-Bench proportions; default 700)")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--size", type=int, default=128, help="image side, a multiple of 32")
+    b.set_defaults(fn=cmd_world_bench)
+    s = w.add_parser("sample", help="render a random scene and print its captions")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--objects", type=int, default=None, help="number of objects (1-4)")
+    s.add_argument("--size", type=int, default=128)
+    s.set_defaults(fn=cmd_world_sample)
+    r = w.add_parser("parse", help="read the scene in an image")
+    r.add_argument("images", nargs="+")
+    r.add_argument("--json", action="store_true", help="print JSON")
+    r.add_argument("--reader", default=None, help="scene reader folder (default: the shipped one)")
+    r.set_defaults(fn=cmd_world_parse)
+    e = w.add_parser("reader-eval", help="exact-scene accuracy of the scene reader on fresh renders")
+    e.add_argument("--n", type=int, default=2000)
+    e.add_argument("--seed", type=int, default=424242)
+    e.add_argument("--reader", default=None)
+    e.set_defaults(fn=cmd_world_reader_eval)
+
+    bb = sub.add_parser("bench", help="run a method over a PIE-Bench-format suite")
+    bb.add_argument("suite")
+    bb.add_argument("--method", required=True)
+    bb.add_argument("--inputs", default="instruction", choices=["instruction", "prompts", "mask"])
+    bb.add_argument("--limit", type=int, default=None)
+    bb.add_argument("--json", default=None, help="summary JSON path; the CSV and markdown go beside it")
+    bb.add_argument("--reader", default=None, help="scene reader folder (default: the shipped one)")
+    bb.add_argument("--clip", default=None, help="CLIPModel folder or hub id for CLIP metrics")
+    bb.set_defaults(fn=cmd_bench)
+
+    m = sub.add_parser("methods", help="list registered editing methods")
+    m.set_defaults(fn=cmd_methods)
+
+    t = sub.add_parser("train", help="train a model from a recipe file (resumable)")
+    t.add_argument("recipe")
+    t.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
+    t.add_argument("--out", default=None, help="override the recipe's output folder")
+    t.set_defaults(fn=cmd_train)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+        print(f"retouch: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Metrics (PIE-Bench, Emu Edit, MagicBrush protocols) and the benchmark runner."""

@@ -1,0 +1,165 @@
+"""The scene reader: image -> Scene.
+
+A small CNN that reads each slot of the 2x2 grid from its own crop (one set of
+weights shared by all slots) plus a global branch for background and style,
+whose features also go to every slot head so that colour is read knowing the
+style (grayscale and sepia keep only luminance).  Saved as ``config.json`` +
+``model.safetensors`` in one folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .scene import GRID, N_SLOTS, OBJECT_ATTRS, SCENE_ATTRS, Scene, WorldObject
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 128  # the reader sees every image at this size
+DEFAULT_READER = Path(__file__).resolve().parents[3] / "models" / "scene-reader"
+
+
+@dataclass
+class SceneReaderConfig:
+    width: int = 32  # channels of the first slot stage
+    ctx: int = 64  # global context features handed to every slot head
+    hidden: int = 256
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SceneReader(nn.Module):
+    def __init__(self, config: SceneReaderConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or SceneReaderConfig()
+        w = c.width
+        self.glob = nn.Sequential(
+            nn.AvgPool2d(2),  # the background and style read fine at half resolution
+            _block(3, 16, 2),
+            _block(16, 32, 2),
+            _block(32, 64, 2),
+            _block(64, 64, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.glob_fc = nn.Sequential(nn.Linear(64, 128), nn.ReLU(inplace=True))
+        self.ctx = nn.Linear(128, c.ctx)
+        self.scene_heads = nn.ModuleDict({k: nn.Linear(128, len(v)) for k, v in SCENE_ATTRS.items()})
+        # a learned stride-2 stem instead of full-resolution convolutions: a 4x4 kernel
+        # still sees every pixel, and the cost drops fourfold (CPU training budget)
+        self.slot = nn.Sequential(
+            nn.Conv2d(3, w, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),  # 32x32
+            _block(w, 2 * w, 2),  # 16x16
+            _block(2 * w, 3 * w, 2),  # 8x8
+            _block(3 * w, 4 * w, 2),  # 4x4
+            nn.Flatten(),
+        )
+        self.slot_fc = nn.Sequential(nn.Linear(4 * w * 16 + c.ctx, c.hidden), nn.ReLU(inplace=True))
+        heads = {"present": 2} | {k: len(v) for k, v in OBJECT_ATTRS.items()}
+        self.slot_heads = nn.ModuleDict({k: nn.Linear(c.hidden, n) for k, n in heads.items()})
+
+    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """x: (B, 3, 128, 128) in [0, 1] -> (scene logits {name: (B, K)}, slot logits {name: (B, N_SLOTS, K)})."""
+        b = x.shape[0]
+        x = (x - 0.5) / 0.25
+        g = self.glob_fc(self.glob(x))  # (B, 128)
+        scene_logits = {k: h(g) for k, h in self.scene_heads.items()}
+        cell = x.shape[-1] // GRID
+        # (B, 3, G*cell, G*cell) -> (B*N_SLOTS, 3, cell, cell), slots row-major
+        crops = x.unfold(2, cell, cell).unfold(3, cell, cell)  # (B, 3, G, G, cell, cell)
+        crops = crops.permute(0, 2, 3, 1, 4, 5).reshape(b * N_SLOTS, 3, cell, cell)
+        ctx = self.ctx(g).repeat_interleave(N_SLOTS, dim=0)  # (B*N_SLOTS, ctx)
+        h = self.slot_fc(torch.cat([self.slot(crops), ctx], dim=1))  # (B*N_SLOTS, hidden)
+        slot_logits = {k: head(h).view(b, N_SLOTS, -1) for k, head in self.slot_heads.items()}
+        return scene_logits, slot_logits
+
+    # -- persistence ----------------------------------------------------------
+    def save_pretrained(self, folder: str | Path, half: bool = True) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"model_type": "retouch-scene-reader", **asdict(self.config)}, indent=2))
+        sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()}
+        save_file(sd, str(folder / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path = DEFAULT_READER) -> SceneReader:
+        folder = Path(folder)
+        cfg_path = folder / "config.json"
+        if not cfg_path.is_file():
+            raise FileNotFoundError(
+                f"no scene reader at {folder} (config.json missing); train one with `retouch train recipes/scene-reader.json`"
+            )
+        cfg = json.loads(cfg_path.read_text())
+        cfg.pop("model_type", None)
+        model = cls(SceneReaderConfig(**cfg))
+        sd = load_file(str(folder / "model.safetensors"))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        return model.eval()
+
+
+# -- labels -------------------------------------------------------------------
+def scene_to_targets(scene: Scene) -> dict[str, list[int]]:
+    """Integer class targets; -1 marks an attribute of an empty slot (ignored by the loss)."""
+    t: dict[str, list[int]] = {k: [v.index(getattr(scene, k))] for k, v in SCENE_ATTRS.items()}
+    t["present"] = [0] * N_SLOTS
+    for k in OBJECT_ATTRS:
+        t[k] = [-1] * N_SLOTS
+    for o in scene.objects:
+        t["present"][o.slot] = 1
+        for k, v in OBJECT_ATTRS.items():
+            t[k][o.slot] = v.index(getattr(o, k))
+    return t
+
+
+def logits_to_scenes(scene_logits: dict[str, torch.Tensor], slot_logits: dict[str, torch.Tensor]) -> list[Scene]:
+    b = next(iter(scene_logits.values())).shape[0]
+    sc = {k: v.argmax(-1).tolist() for k, v in scene_logits.items()}
+    sl = {k: v.argmax(-1).tolist() for k, v in slot_logits.items()}
+    scenes = []
+    for i in range(b):
+        objs = [
+            WorldObject(**{k: OBJECT_ATTRS[k][sl[k][i][s]] for k in OBJECT_ATTRS}, slot=s)
+            for s in range(N_SLOTS)
+            if sl["present"][i][s] == 1
+        ]
+        scenes.append(Scene(tuple(objs), **{k: SCENE_ATTRS[k][sc[k][i]] for k in SCENE_ATTRS}))
+    return scenes
+
+
+def to_tensor(images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 arrays (any square side) -> (B, 3, 128, 128) float in [0, 1]."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    out = []
+    for im in images:
+        if im.ndim != 3 or im.shape[2] != 3:
+            raise ValueError(f"the scene reader needs RGB images (H, W, 3), got shape {im.shape}")
+        t = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float() / 255.0
+        if t.shape[1:] != (READ_SIZE, READ_SIZE):
+            t = F.interpolate(t[None], size=(READ_SIZE, READ_SIZE), mode="bilinear", antialias=True, align_corners=False)[0]
+        out.append(t)
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def read_scenes(model: SceneReader, images: list[np.ndarray] | np.ndarray, batch_size: int = 64) -> list[Scene]:
+    """Parse images into scenes (the texture seed of a parse is always 0)."""
+    model.eval()
+    x = to_tensor(images)
+    scenes: list[Scene] = []
+    for i in range(0, len(x), batch_size):
+        scenes += logits_to_scenes(*model(x[i : i + batch_size]))
+    return scenes
