@@ -53,3 +53,29 @@ def test_unknown_method_lists_the_known_ones(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "s"), "--method", "magic"]) == 2
     err = capsys.readouterr().err
     assert "unknown method 'magic'" in err and "oracle" in err
+
+
+def test_captions_then_score_renders(tmp_path, capsys):
+    """Renders of the captioned scenes score perfectly; shuffled images do not."""
+    cap = tmp_path / "c.jsonl"
+    assert main(["world", "captions", "--n", "12", "--seed", "5", "--out", str(cap)]) == 0
+    lines = [json.loads(x) for x in cap.read_text().splitlines()]
+    assert len(lines) == 12 and {"scene", "short", "detailed"} <= set(lines[0])
+    from retouch.world import Scene
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i, line in enumerate(lines):
+        Image.fromarray(render(Scene.from_dict(line["scene"]))).save(imgs / f"{i:05d}.png")
+    capsys.readouterr()
+    assert main(["world", "score", str(imgs), "--against", str(cap), "--json", str(tmp_path / "s.json")]) == 0
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["n"] == 12 and s["exact_scene"] == 1.0 and s["acc_color"] == 1.0
+    (imgs / "00000.png").rename(imgs / "tmp.png")
+    (imgs / "00001.png").rename(imgs / "00000.png")
+    (imgs / "tmp.png").rename(imgs / "00001.png")
+    main(["world", "score", str(imgs), "--against", str(cap), "--json", str(tmp_path / "s2.json")])
+    assert json.loads((tmp_path / "s2.json").read_text())["exact_scene"] <= 10 / 12
+    (imgs / "00003.png").unlink()
+    assert main(["world", "score", str(imgs), "--against", str(cap)]) == 2
+    assert "00003.png" in capsys.readouterr().err

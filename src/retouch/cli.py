@@ -81,11 +81,44 @@ def cmd_world_reader_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_world_captions(a: argparse.Namespace) -> int:
+    import random
+
+    from .world import detailed_caption, random_scene, short_caption
+
+    if a.n < 1:
+        raise ValueError(f"--n must be at least 1, got {a.n}")
+    rng = random.Random(f"captions/{a.seed}")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for _ in range(a.n):
+        s = random_scene(rng)
+        lines.append(json.dumps({"scene": s.to_dict(), "short": short_caption(s), "detailed": detailed_caption(s)}))
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {a.n} captions to {out}")
+    return 0
+
+
+def cmd_world_score(a: argparse.Namespace) -> int:
+    from .eval.metrics import score_images
+
+    result = score_images(a.dir, a.against, reader=a.reader)
+    text = json.dumps(result, indent=2)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(text)
+    print(text)
+    return 0
+
+
 # -- bench / train ----------------------------------------------------------------
 def cmd_bench(a: argparse.Namespace) -> int:
     from .eval.bench import BenchConfig, markdown_table, run_bench
 
-    cfg = BenchConfig(suite=a.suite, method=a.method, inputs=a.inputs, limit=a.limit, json_out=a.json, reader=a.reader, clip=a.clip)
+    cfg = BenchConfig(
+        suite=a.suite, method=a.method, inputs=a.inputs, limit=a.limit, json_out=a.json, reader=a.reader, clip=a.clip, dino=a.dino
+    )
     summary = run_bench(cfg)
     print(markdown_table(summary))
     if a.json:
@@ -139,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--reader", default=None)
     e.set_defaults(fn=cmd_world_reader_eval)
 
+    c = w.add_parser("captions", help="random scenes with their short and detailed captions, as JSON lines")
+    c.add_argument("--n", type=int, required=True)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True, help="output .jsonl")
+    c.set_defaults(fn=cmd_world_captions)
+    sc = w.add_parser("score", help="parse generated images (00000.png, ...) and compare with the scenes they were made from")
+    sc.add_argument("dir", help="folder of PNGs named by line index")
+    sc.add_argument("--against", required=True, help="the .jsonl of `retouch world captions`")
+    sc.add_argument("--json", default=None, help="write the result here too")
+    sc.add_argument("--reader", default=None)
+    sc.set_defaults(fn=cmd_world_score)
+
     bb = sub.add_parser("bench", help="run a method over a PIE-Bench-format suite")
     bb.add_argument("suite")
     bb.add_argument("--method", required=True)
@@ -147,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--json", default=None, help="summary JSON path; the CSV and markdown go beside it")
     bb.add_argument("--reader", default=None, help="scene reader folder (default: the shipped one)")
     bb.add_argument("--clip", default=None, help="CLIPModel folder or hub id for CLIP metrics")
+    bb.add_argument("--dino", default=None, help="ViT/DINO folder or hub id for DINO similarity (default: facebook/dino-vits16 if cached)")
     bb.set_defaults(fn=cmd_bench)
 
     m = sub.add_parser("methods", help="list registered editing methods")

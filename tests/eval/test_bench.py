@@ -108,3 +108,28 @@ def test_unknown_method_and_inputs_are_clear_errors(suite):
 def test_reference_methods_refuse_to_run_outside_the_bench():
     with pytest.raises(RuntimeError, match="reference method"):
         get_method("oracle").edit(EditRequest(image=np.zeros((32, 32, 3), np.uint8)))
+
+
+def _write_tiny_vit(path):
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    cfg = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8)
+    ViTModel(cfg).save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+
+
+def test_clip_and_dino_metrics_when_models_are_given(suite, tmp_path):
+    from tests.eval.test_clip import _write_tiny_clip
+
+    _write_tiny_clip(tmp_path / "clip")
+    _write_tiny_vit(tmp_path / "dino")
+    s = run_bench(BenchConfig(suite=str(suite), method="identity", limit=4, clip=str(tmp_path / "clip"), dino=str(tmp_path / "dino")))
+    assert s["dino_src"] == pytest.approx(1.0, abs=1e-5)  # identity returns the source
+    assert s["dino_gt"] < 1.0
+    assert s["clip_img"] == pytest.approx(1.0, abs=1e-5) and s["clip_dir"] == pytest.approx(0.0, abs=1e-5)
+    assert 0.0 <= s["clip_whole"] <= 100.0
+    assert s["dino"].startswith("available")
+    with pytest.raises(RuntimeError, match="offline"):
+        run_bench(BenchConfig(suite=str(suite), method="identity", limit=1, dino=str(tmp_path / "nothing")))

@@ -118,3 +118,19 @@ def test_mask_is_local_for_object_edits():
     areas = [e.mask.mean() for e in _edits(6, 10, 5)]
     assert max(areas) < 0.3 and min(areas) > 0.02
     assert np.isfinite(areas).all()
+
+
+def test_random_edit_names_objects_unambiguously():
+    """Each object an instruction names by shape (and colour) is the only such object in source and target."""
+    for e in _edits(0, 150, 77):
+        for c in e.changes:
+            if c.kind in ("add", "background", "style"):
+                continue
+            o = e.source.object_at(c.slot)
+            others = [p for sc in (e.source, e.target) for p in sc.objects if p.slot != c.slot]
+            if f"the {o.shape} at the {o.position}" in e.instruction:
+                continue
+            if f"the {o.color} {o.shape}" in e.instruction:
+                assert not any(p.shape == o.shape and p.color == o.color for p in others), e.instruction
+            else:
+                assert not any(p.shape == o.shape for p in others), e.instruction

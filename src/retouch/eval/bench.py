@@ -49,6 +49,9 @@ SUMMARY_KEYS = (
     "clip_dir",
     "clip_img",
     "clip_out",
+    "dino_gt",
+    "dino_src",
+    "bg_lpips",
     "s_per_edit",
     "nfe_per_edit",
     "s_per_inversion",
@@ -65,6 +68,7 @@ class BenchConfig:
     json_out: str | None = None
     reader: str | None = None  # scene reader folder; the shipped one by default
     clip: str | None = None  # CLIPModel folder or hub id for the CLIP metrics
+    dino: str | None = None  # ViT/DINO folder or hub id; default: facebook/dino-vits16 when cached
 
 
 def build_request(case: Case, image: np.ndarray, inputs: str) -> EditRequest:
@@ -117,6 +121,7 @@ def run_bench(cfg: BenchConfig, callback: Callable[[int, int], None] | None = No
         from .clip import CLIPEmbedder
 
         clip = CLIPEmbedder.load(cfg.clip)
+    dino, lpips, status = _optional_metrics(cfg)
     pie = PieMetrics()
     rows: list[dict] = []
     bar = tqdm(cases, desc=f"bench {cfg.method}", disable=None, mininterval=2)
@@ -147,6 +152,12 @@ def run_bench(cfg: BenchConfig, callback: Callable[[int, int], None] | None = No
             row |= {f"acc_{a}": v for a, v in m["attrs"].items()}
         if clip is not None:
             row |= _clip_row(clip, case, src, out, mask)
+        if dino is not None:
+            row["dino_src"] = dino.similarity(out, src)
+            if target is not None:
+                row["dino_gt"] = dino.similarity(out, target)
+        if lpips is not None and not mask.all():
+            row["bg_lpips"] = lpips(src, out, mask)
         row["s_per_edit"] = wall - res.s_inversion
         row["nfe_per_edit"] = res.nfe_edit
         row["s_per_inversion"] = res.s_inversion
@@ -158,18 +169,35 @@ def run_bench(cfg: BenchConfig, callback: Callable[[int, int], None] | None = No
     summary["per_type"] = {
         EDIT_TYPES.get(t, str(t)): summarise([r for r in rows if r["type"] == t]) for t in sorted({r["type"] for r in rows})
     }
-    from .clip import optional_metrics_status
-
     summary |= {
         "method": cfg.method,
         "inputs": cfg.inputs,
         "suite": str(cfg.suite),
         "clip_model": cfg.clip or "unavailable: no --clip model given",
-        **optional_metrics_status(),
+        **status,
     }
     if cfg.json_out:
         write_reports(rows, summary, Path(cfg.json_out))
     return summary
+
+
+def _optional_metrics(cfg: BenchConfig):
+    """DINO and LPIPS scorers where their weights are on disk, and a status line for each."""
+    from .clip import optional_metrics_status
+    from .perceptual import BackgroundLPIPS, DinoEmbedder
+
+    dino_id = cfg.dino or "facebook/dino-vits16"
+    status = optional_metrics_status(dino_model=dino_id)
+    dino = lpips = None
+    if cfg.dino or status["dino"] == "available":
+        dino = DinoEmbedder.load(dino_id)  # an explicit --dino that fails to load is an error
+        status["dino"] = f"available: {dino_id}"
+    if status["lpips"] == "available":
+        try:
+            lpips = BackgroundLPIPS()
+        except Exception as e:  # weights present but unusable: say so instead of guessing
+            status["lpips"] = f"unavailable: {type(e).__name__}: {e}"
+    return dino, lpips, status
 
 
 def _clip_row(clip, case: Case, src: np.ndarray, out: np.ndarray, mask: np.ndarray) -> dict:

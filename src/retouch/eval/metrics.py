@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
+
+import numpy as np
 
 from ..world.scene import OBJECT_ATTRS, Scene
 
@@ -26,3 +30,37 @@ def scene_match(pred: Scene, target: Scene) -> dict:
         hits = [(p is not None and getattr(p, k) == getattr(o, k)) for o in target.objects for p in [pred.object_at(o.slot)]]
         attrs[k] = sum(hits) / len(hits) if hits else 1.0
     return {"exact": pred.same_content(target), "attrs": attrs}
+
+
+def score_images(folder: str | Path, against: str | Path, reader: str | Path | None = None) -> dict:
+    """Parse ``folder/{index:05d}.png`` for every line of ``against`` (JSON lines with a ``scene``)
+    and compare each parse with its scene: ``n``, ``exact_scene``, ``attr_accuracy`` and ``acc_*``."""
+    from ..world.reader import SceneReader, read_scenes
+    from ..world.suite import load_rgb
+
+    folder, against = Path(folder), Path(against)
+    if not against.is_file():
+        raise FileNotFoundError(f"captions file {against} not found")
+    scenes = []
+    for i, line in enumerate(against.read_text().splitlines()):
+        if line.strip():
+            try:
+                scenes.append(Scene.from_dict(json.loads(line)["scene"]))
+            except (json.JSONDecodeError, KeyError) as e:
+                raise ValueError(f"{against}:{i + 1}: not a captions line with a 'scene' ({e})") from e
+    paths = [folder / f"{i:05d}.png" for i in range(len(scenes))]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {len(missing)} of {len(paths)} images, e.g. {missing[:3]}")
+    model = SceneReader.from_pretrained(reader) if reader else SceneReader.from_pretrained()
+    matches = []
+    for i in range(0, len(paths), 64):
+        imgs = [load_rgb(p) for p in paths[i : i + 64]]
+        for p, s in zip(read_scenes(model, imgs), scenes[i : i + 64], strict=True):
+            matches.append(scene_match(p, s))
+    out: dict = {"n": len(matches), "exact_scene": float(np.mean([m["exact"] for m in matches]))}
+    keys = list(matches[0]["attrs"]) if matches else []
+    per = {k: float(np.mean([m["attrs"][k] for m in matches])) for k in keys}
+    out["attr_accuracy"] = float(np.mean(list(per.values()))) if per else None
+    out |= {f"acc_{k}": v for k, v in per.items()}
+    return out

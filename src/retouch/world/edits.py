@@ -180,14 +180,20 @@ class Change:
         return {"kind": self.kind, "slot": self.slot, "new": new}
 
 
-def referring_expression(scene: Scene, slot: int) -> str:
-    """Shortest unambiguous name of the object in ``slot``: shape, colour + shape, or with its position."""
+def referring_expression(scene: Scene, slot: int, others: tuple[WorldObject, ...] | None = None) -> str:
+    """Shortest unambiguous name of the object in ``slot``: shape, colour + shape, or with its position.
+
+    ``others`` are the objects it must be told apart from; by default the scene's other
+    objects.  A multi-change instruction passes the objects of both source and target, so
+    that "remove the red star" stays unambiguous next to "add a red star".
+    """
     o = scene.object_at(slot)
     assert o is not None
-    same_shape = [p for p in scene.objects if p.shape == o.shape]
-    if len(same_shape) == 1:
+    if others is None:
+        others = tuple(p for p in scene.objects if p.slot != slot)
+    if not any(p.shape == o.shape for p in others):
         return o.shape
-    if len([p for p in same_shape if p.color == o.color]) == 1:
+    if not any(p.shape == o.shape and p.color == o.color for p in others):
         return f"{o.color} {o.shape}"
     return f"{o.shape} at the {o.position}"
 
@@ -197,7 +203,8 @@ def describe_new_object(o: WorldObject) -> str:
     return f"a {o.size} {o.color} {o.pattern} {o.shape} with {_a(o.emblem)} emblem, {o.pose},"
 
 
-def change_instruction(source: Scene, ch: Change, rng: random.Random) -> str:
+def change_instruction(source: Scene, ch: Change, rng: random.Random, target: Scene | None = None) -> str:
+    """One phrasing of ``ch``; objects are named as they are in ``source`` (and told apart from ``target``'s)."""
     t = rng.choice(TEMPLATES[ch.kind])
     if ch.kind == "background":
         return t.format(new=BACKGROUND_PHRASE[ch.new])
@@ -206,7 +213,8 @@ def change_instruction(source: Scene, ch: Change, rng: random.Random) -> str:
     if ch.kind == "add":
         assert isinstance(ch.new, WorldObject)
         return t.format(obj=describe_new_object(ch.new), pos=POSITIONS[ch.new.slot]).replace(", at", " at").replace(", in", " in")
-    ref = referring_expression(source, ch.slot)
+    others = tuple(p for sc in (source, target or source) for p in sc.objects if p.slot != ch.slot)
+    ref = referring_expression(source, ch.slot, others)
     if ch.kind == "delete":
         return t.format(ref=ref)
     old = source.object_at(ch.slot)
@@ -358,7 +366,7 @@ def sample_edit(scene: Scene, type_id: int, rng: random.Random, size: int = DEFA
             touched.add(slot)
         changes.append(ch)
         cur = ch.apply(cur)
-    parts = [change_instruction(scene, c, rng) for c in changes]
+    parts = [change_instruction(scene, c, rng, target=cur) for c in changes]
     instruction = ", ".join(parts[:-1]) + " and " + parts[-1]
     return Edit(0, scene, changes, instruction, size)
 

@@ -270,6 +270,13 @@ def _grain(size: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(0, 1, (size, size, 1)).astype(np.float32)
 
 
+@lru_cache(maxsize=8)
+def _mottle(size: int, seed: int) -> np.ndarray:
+    """Low-frequency paper texture with unit standard deviation, HxWx1."""
+    m = _blur(_grain(size, seed), 3.0 * size / 128)
+    return (m / m.std()).astype(np.float32)
+
+
 def apply_style(img: np.ndarray, style: str, seed: int) -> np.ndarray:
     """Global render style on an HxWx3 uint8 image.  Each filter is local (a few pixels)."""
     a = img.astype(np.float32)
@@ -293,9 +300,14 @@ def apply_style(img: np.ndarray, style: str, seed: int) -> np.ndarray:
         wash = 0.35 * a + 0.65 * paper
         out = wash * (1 - 0.85 * edge) + 40 * 0.85 * edge
     elif style == "watercolor":
+        # soft edges, pigment pooling at edges, a light wash and blotchy paper: the
+        # mottling is low-frequency, so it cannot be mistaken for sensor noise or blur
         s = size / 128
-        soft = _blur(a, 0.6 * s)
-        out = soft * (1 + 0.035 * _grain(size, seed)) + 0.12 * (255 - soft) * 0.3
+        soft = _blur(a, 0.5 * s)
+        gy, gx = np.gradient(soft @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
+        pool = np.clip(np.hypot(gx, gy) / 60.0, 0, 1)[..., None]
+        out = soft * (1 - 0.22 * pool) * (1 + 0.09 * _mottle(size, seed))
+        out = 0.85 * out + 0.15 * 255
     else:
         raise ValueError(f"unknown style {style!r}")
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
