@@ -56,12 +56,14 @@ def cmd_world_parse(a: argparse.Namespace) -> int:
     from .world.reader import SceneReader, read_scenes
     from .world.suite import load_rgb
 
-    reader = SceneReader.from_pretrained(a.reader) if a.reader else SceneReader.from_pretrained()
-    results = []
-    for p in a.images:
-        img = load_rgb(p)
+    # read and check every input before loading the model, so a bad path fails fast
+    images = [load_rgb(p) for p in a.images]
+    for p, img in zip(a.images, images, strict=True):
         if img.shape[0] != img.shape[1]:
             raise ValueError(f"{p}: the scene reader reads square Shapes-world images, got {img.shape[1]}x{img.shape[0]}")
+    reader = SceneReader.from_pretrained(a.reader) if a.reader else SceneReader.from_pretrained()
+    results = []
+    for p, img in zip(a.images, images, strict=True):
         (scene,) = read_scenes(reader, img)
         results.append({"image": str(p), "scene": scene.to_dict(), "detailed": detailed_caption(scene)})
     if a.json:

@@ -61,3 +61,21 @@ def test_reader_rejects_non_rgb():
 def test_missing_reader_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="retouch train"):
         SceneReader.from_pretrained(tmp_path)
+
+
+def test_doubts_are_settled_by_rendering():
+    """Analysis by synthesis picks, among the network's candidates, the value whose render matches."""
+    from dataclasses import replace
+
+    from retouch.world.reader import _settle
+
+    rng = random.Random(8)
+    for _ in range(10):
+        true = random_scene(rng)
+        o = true.objects[0]
+        wrong_color = next(c for c in OBJECT_ATTRS["color"] if c != o.color)
+        wrong_shape = next(c for c in OBJECT_ATTRS["shape"] if c != o.shape)
+        guess = true.with_object(replace(o, color=wrong_color, shape=wrong_shape))
+        target = render(true).astype(np.float32)
+        doubts = [("color", o.slot, [wrong_color, o.color]), ("shape", o.slot, [wrong_shape, o.shape])]
+        assert _settle(guess, doubts, target).same_content(true)

@@ -9,8 +9,10 @@ style (grayscale and sepia keep only luminance).  Saved as ``config.json`` +
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -155,11 +157,87 @@ def to_tensor(images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def read_scenes(model: SceneReader, images: list[np.ndarray] | np.ndarray, batch_size: int = 64) -> list[Scene]:
-    """Parse images into scenes (the texture seed of a parse is always 0)."""
+def read_scenes(model: SceneReader, images: list[np.ndarray] | np.ndarray, batch_size: int = 64, refine: bool = True) -> list[Scene]:
+    """Parse images into scenes (the texture seed of a parse is always 0).
+
+    With ``refine`` the network's doubts are settled by analysis by synthesis: where an
+    attribute has a runner-up the network gives at least ``DOUBT`` probability, each
+    candidate scene is rendered and the one closest to the image in pixels is kept.
+    """
     model.eval()
     x = to_tensor(images)
     scenes: list[Scene] = []
     for i in range(0, len(x), batch_size):
-        scenes += logits_to_scenes(*model(x[i : i + batch_size]))
+        xb = x[i : i + batch_size]
+        scene_logits, slot_logits = model(xb)
+        parsed = logits_to_scenes(scene_logits, slot_logits)
+        if refine:
+            op = {k: v.softmax(-1) for k, v in slot_logits.items()}
+            for j, sc in enumerate(parsed):
+                doubts = _doubts(sc, {k: v[j] for k, v in op.items()})
+                if doubts:
+                    target = (xb[j].permute(1, 2, 0).numpy() * 255.0).astype(np.float32)
+                    parsed[j] = _settle(sc, doubts, target)
+        scenes += parsed
     return scenes
+
+
+DOUBT = 0.01  # a runner-up this likely gets rendered and compared
+
+
+def _doubts(scene: Scene, op: dict[str, torch.Tensor]) -> list[tuple[str, int, list]]:
+    """(attribute, slot, candidate values) for every object attribute the network is unsure of.
+
+    Background and style are left to the network: their renders depend on the texture
+    seed, which a parse cannot know, so pixels would judge them unfairly.
+    """
+    out: list[tuple[str, int, list]] = []
+    for slot in range(N_SLOTS):
+        if scene.object_at(slot) is None:
+            continue
+        for k, vocab in OBJECT_ATTRS.items():
+            cands = [vocab[c] for c in (op[k][slot] >= DOUBT).nonzero().flatten().tolist()]
+            if len(cands) > 1:
+                out.append((k, slot, cands))
+    return out
+
+
+def _settle(scene: Scene, doubts: list[tuple[str, int, list]], target: np.ndarray) -> Scene:
+    """Greedy coordinate search: for each doubt in turn keep the value whose render is closest
+    to the image within that slot's cell."""
+    from dataclasses import replace
+
+    from .render import render
+
+    def with_value(sc: Scene, key: str, slot: int, value) -> Scene:
+        return sc.with_object(replace(sc.object_at(slot), **{key: value}))
+
+    cell = READ_SIZE // GRID
+
+    def err(sc: Scene, slot: int) -> float:
+        if not sc.objects:
+            return float("inf")
+        r, c = divmod(slot, GRID)
+        win = (slice(r * cell, (r + 1) * cell), slice(c * cell, (c + 1) * cell))
+        return float(((render(sc, READ_SIZE)[win].astype(np.float32) - target[win]) ** 2).mean())
+
+    # joint search over each slot's doubts (one at a time can be misled: a wrong shape can make
+    # a wrong colour look closer); coordinate passes when the product is too large
+    best = scene
+    for slot in sorted({d[1] for d in doubts}):
+        mine = [d for d in doubts if d[1] == slot]
+        if math.prod(len(d[2]) for d in mine) <= 64:
+            combos = itertools.product(*(d[2] for d in mine))
+            options = []
+            for values in combos:
+                sc = best
+                for (key, _, _), v in zip(mine, values, strict=True):
+                    sc = with_value(sc, key, slot, v)
+                options.append(sc)
+            best = min(options, key=lambda sc: err(sc, slot))  # noqa: B023 (slot is read at once)
+            continue
+        for _ in range(2):
+            for key, _, cands in mine:
+                options = [with_value(best, key, slot, v) for v in cands]
+                best = min(options, key=lambda sc: err(sc, slot))  # noqa: B023
+    return best
