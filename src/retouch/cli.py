@@ -79,7 +79,7 @@ def cmd_world_reader_eval(a: argparse.Namespace) -> int:
     from .world.reader import SceneReader
 
     reader = SceneReader.from_pretrained(a.reader) if a.reader else SceneReader.from_pretrained()
-    print(json.dumps(evaluate_reader(reader, a.n, a.seed), indent=2))
+    print(json.dumps(evaluate_reader(reader, a.n, a.seed, refine=not a.no_refine), indent=2))
     return 0
 
 
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=2000)
     e.add_argument("--seed", type=int, default=424242)
     e.add_argument("--reader", default=None)
+    e.add_argument("--no-refine", action="store_true", help="the network alone, without analysis by synthesis")
     e.set_defaults(fn=cmd_world_reader_eval)
 
     c = w.add_parser("captions", help="random scenes with their short and detailed captions, as JSON lines")

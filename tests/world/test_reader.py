@@ -50,7 +50,7 @@ def test_shipped_reader_tolerates_light_degradation_and_other_sizes(reader):
         parsed = logits_to_scenes(*reader(x))
     assert np.mean([p.same_content(s) for p, s in zip(parsed, scenes, strict=True)]) >= 0.9
     big = read_scenes(reader, np.stack([render(s, 256) for s in scenes[:30]]))
-    assert np.mean([p.same_content(s) for p, s in zip(big, scenes, strict=True)]) >= 0.9
+    assert np.mean([p.same_content(s) for p, s in zip(big, scenes[:30], strict=True)]) >= 0.9
 
 
 def test_reader_rejects_non_rgb():

@@ -129,8 +129,10 @@ class PieMetrics:
         """
         if float(weight.sum()) == 0.0:
             return {"psnr": math.nan, "mse": math.nan, "ssim": math.nan}
-        a = (src * weight).to(self.device)
-        b = (out * weight).to(self.device)
+        # float64: in float32 torchmetrics' SSIM of two identical images comes out near 0.9997
+        # (cancellation in its variance terms); in float64 it is 1 as it should be
+        a = (src.double() * weight.double()).to(self.device)
+        b = (out.double() * weight.double()).to(self.device)
         # Argument order as in the reference (preds = source, target = edited); all three are symmetric.
         psnr = self._one(self.psnr, a, b)
         # MSE in the reference is computed on (3, H, W) tensors: a plain mean over every element.

@@ -95,17 +95,18 @@ def reader_loss(model_out, targets) -> torch.Tensor:
     return loss
 
 
-def evaluate_reader(model: SceneReader, n: int, seed: int) -> dict:
-    """Exact-scene and per-attribute accuracy on ``n`` clean renders of ``random_scene(Random(seed))``."""
+def evaluate_reader(model: SceneReader, n: int, seed: int, refine: bool = True) -> dict:
+    """Exact-scene and per-attribute accuracy on ``n`` clean renders of ``random_scene(Random(seed))``
+    (``refine=False``: the network alone, without analysis by synthesis)."""
     rng = random.Random(seed)
     scenes = [random_scene(rng) for _ in range(n)]
     preds = []
     for i in range(0, n, 100):
-        preds += read_scenes(model, np.stack([render(s) for s in scenes[i : i + 100]]))
+        preds += read_scenes(model, np.stack([render(s) for s in scenes[i : i + 100]]), refine=refine)
     from ..eval.metrics import scene_match
 
     m = [scene_match(p, s) for p, s in zip(preds, scenes, strict=True)]
-    out = {"n": n, "seed": seed, "exact_scene": float(np.mean([x["exact"] for x in m]))}
+    out = {"n": n, "seed": seed, "refine": refine, "exact_scene": float(np.mean([x["exact"] for x in m]))}
     for key in m[0]["attrs"]:
         vals = [x["attrs"][key] for x in m if key in x["attrs"]]
         out[f"acc_{key}"] = float(np.mean(vals))
