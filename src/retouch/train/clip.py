@@ -59,6 +59,7 @@ from ..world.scene import (
     random_scene,
 )
 from . import register_task
+from .loop import resume, save_checkpoint, warmup_cosine
 from .reader import degrade
 
 logger = logging.getLogger(__name__)
@@ -544,17 +545,8 @@ def train_world_clip(cfg: WorldClipConfig) -> dict:
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
-    )
-    step = 0
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        step = state["step"]
-        logger.info("resumed from step %d", step)
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
+    step = resume(ckpt, model, opt, sched)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     loader = DataLoader(WorldPairs(cfg, start=step), batch_size=None, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     bf16 = cfg.bf16 and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -582,7 +574,7 @@ def train_world_clip(cfg: WorldClipConfig) -> dict:
         acc = (logits.argmax(0) == torch.arange(len(captions))).float().mean().item()  # image -> text, in batch
         bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.2f}", scale=f"{model.logit_scale.exp().item():.1f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step}, ckpt)
+            save_checkpoint(ckpt, step, model, opt, sched)
             logger.info("step %d loss %.4f batch acc %.3f (%.1fs)", step, loss.item(), acc, time.time() - t0)
     bar.close()
     del it, loader  # stop the data worker before the evaluation

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from ..world.reader import SceneReader, SceneReaderConfig, read_scenes, scene_to
 from ..world.render import render
 from ..world.scene import random_scene
 from . import register_task
+from .loop import resume, save_checkpoint, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -121,17 +121,8 @@ def train_reader(cfg: ReaderTrainConfig) -> dict:
     ckpt = out / "checkpoint.pt"
     model = SceneReader(SceneReaderConfig(width=cfg.width))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
-    )
-    step = 0
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        step = state["step"]
-        logger.info("resumed from step %d", step)
+    sched = warmup_cosine(opt, 200, cfg.steps)
+    step = resume(ckpt, model, opt, sched)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     data = RenderedScenes(cfg.seed, start=step * cfg.batch_size)
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
@@ -151,7 +142,7 @@ def train_reader(cfg: ReaderTrainConfig) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step}, ckpt)
+            save_checkpoint(ckpt, step, model, opt, sched)
             logger.info("step %d loss %.4f (%.1fs)", step, loss.item(), time.time() - t0)
     bar.close()
     model.eval()
