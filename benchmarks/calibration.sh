@@ -9,7 +9,7 @@ mkdir -p "$out"
 timed() { local name=$1; shift; local t0; t0=$(date +%s.%N); "$@"; echo "$name: $(echo "$(date +%s.%N) - $t0" | bc) s"; }
 rm -rf "$out/suite"
 timed "world bench" retouch world bench --out "$out/suite" --n 700 --seed "$seed"
-timed "bench oracle" retouch bench "$out/suite" --method oracle --json "$out/oracle.json"
-timed "bench identity" retouch bench "$out/suite" --method identity --json "$out/identity.json"
+timed "bench oracle" retouch bench "$out/suite" --method oracle --json "$out/oracle.json" --clip models/world-clip
+timed "bench identity" retouch bench "$out/suite" --method identity --json "$out/identity.json" --clip models/world-clip
 
 retouch world reader-eval --n 2000 --seed 424242 | tee "$out/reader.json"

@@ -149,7 +149,7 @@ def to_tensor(images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
     for im in images:
         if im.ndim != 3 or im.shape[2] != 3:
             raise ValueError(f"the scene reader needs RGB images (H, W, 3), got shape {im.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float() / 255.0
+        t = torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255.0
         if t.shape[1:] != (READ_SIZE, READ_SIZE):
             t = F.interpolate(t[None], size=(READ_SIZE, READ_SIZE), mode="bilinear", antialias=True, align_corners=False)[0]
         out.append(t)
