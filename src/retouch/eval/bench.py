@@ -124,6 +124,7 @@ def run_bench(cfg: BenchConfig, callback: Callable[[int, int], None] | None = No
     dino, lpips, status = _optional_metrics(cfg)
     pie = PieMetrics()
     rows: list[dict] = []
+    clip_jobs: list[tuple] = []  # CLIP metrics are computed a batch of cases at a time
     bar = tqdm(cases, desc=f"bench {cfg.method}", disable=None, mininterval=2)
     for k, case in enumerate(bar):
         src = case.load_image()
@@ -151,7 +152,9 @@ def run_bench(cfg: BenchConfig, callback: Callable[[int, int], None] | None = No
             row["attr_accuracy"] = float(np.mean(list(m["attrs"].values())))
             row |= {f"acc_{a}": v for a, v in m["attrs"].items()}
         if clip is not None:
-            row |= _clip_row(clip, case, src, out, mask)
+            clip_jobs.append((row, src, out, mask, case.source_prompt, case.target_prompt))
+            if len(clip_jobs) == CLIP_BATCH:
+                _clip_rows(clip, clip_jobs)
         if dino is not None:
             row["dino_src"] = dino.similarity(out, src)
             if target is not None:
@@ -165,6 +168,8 @@ def run_bench(cfg: BenchConfig, callback: Callable[[int, int], None] | None = No
         rows.append(row)
         if callback:
             callback(k + 1, len(cases))
+    if clip is not None and clip_jobs:
+        _clip_rows(clip, clip_jobs)
     summary = summarise(rows)
     summary["per_type"] = {
         EDIT_TYPES.get(t, str(t)): summarise([r for r in rows if r["type"] == t]) for t in sorted({r["type"] for r in rows})
@@ -200,17 +205,20 @@ def _optional_metrics(cfg: BenchConfig):
     return dino, lpips, status
 
 
-def _clip_row(clip, case: Case, src: np.ndarray, out: np.ndarray, mask: np.ndarray) -> dict:
+CLIP_BATCH = 32
+
+
+def _clip_rows(clip, jobs: list[tuple]) -> None:
+    """Fill the CLIP columns of a batch of rows (each job: row, src, out, mask, source prompt, target prompt); empties ``jobs``."""
     from .clip import clip_score, clip_score_edited, emu_metrics
 
-    tgt = case.target_prompt
-    src_cap = case.source_prompt
-    emu = emu_metrics(clip, [src], [out], [src_cap], [tgt])
-    return {
-        "clip_whole": clip_score(clip, [out], [tgt])[0],
-        "clip_edited": clip_score_edited(clip, [out], [mask], [tgt])[0],
-        **{k: v[0] for k, v in emu.items()},
-    }
+    rows, srcs, outs, masks, src_caps, tgts = (list(x) for x in zip(*jobs, strict=True))
+    whole = clip_score(clip, outs, tgts)
+    edited = clip_score_edited(clip, outs, masks, tgts)
+    emu = emu_metrics(clip, srcs, outs, src_caps, tgts)
+    for i, row in enumerate(rows):
+        row |= {"clip_whole": whole[i], "clip_edited": edited[i], **{k: v[i] for k, v in emu.items()}}
+    jobs.clear()
 
 
 def _fmt(v) -> str:
