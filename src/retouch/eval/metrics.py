@@ -58,9 +58,13 @@ def score_images(folder: str | Path, against: str | Path, reader: str | Path | N
         imgs = [load_rgb(p) for p in paths[i : i + 64]]
         for p, s in zip(read_scenes(model, imgs), scenes[i : i + 64], strict=True):
             matches.append(scene_match(p, s))
-    out: dict = {"n": len(matches), "exact_scene": float(np.mean([m["exact"] for m in matches]))}
+    return {"n": len(matches)} | summarise_matches(matches)
+
+
+def summarise_matches(matches: list[dict]) -> dict:
+    """``exact_scene``, ``attr_accuracy`` (mean of the per-attribute figures) and ``acc_*`` over ``scene_match`` results."""
     keys = list(matches[0]["attrs"]) if matches else []
     per = {k: float(np.mean([m["attrs"][k] for m in matches])) for k in keys}
+    out: dict = {"exact_scene": float(np.mean([m["exact"] for m in matches])) if matches else None}
     out["attr_accuracy"] = float(np.mean(list(per.values()))) if per else None
-    out |= {f"acc_{k}": v for k, v in per.items()}
-    return out
+    return out | {f"acc_{k}": v for k, v in per.items()}

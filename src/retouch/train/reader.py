@@ -103,14 +103,10 @@ def evaluate_reader(model: SceneReader, n: int, seed: int, refine: bool = True) 
     preds = []
     for i in range(0, n, 100):
         preds += read_scenes(model, np.stack([render(s) for s in scenes[i : i + 100]]), refine=refine)
-    from ..eval.metrics import scene_match
+    from ..eval.metrics import scene_match, summarise_matches
 
     m = [scene_match(p, s) for p, s in zip(preds, scenes, strict=True)]
-    out = {"n": n, "seed": seed, "refine": refine, "exact_scene": float(np.mean([x["exact"] for x in m]))}
-    for key in m[0]["attrs"]:
-        vals = [x["attrs"][key] for x in m if key in x["attrs"]]
-        out[f"acc_{key}"] = float(np.mean(vals))
-    return out
+    return {"n": n, "seed": seed, "refine": refine} | summarise_matches(m)
 
 
 @register_task("scene-reader", ReaderTrainConfig)
