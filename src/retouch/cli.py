@@ -114,6 +114,72 @@ def cmd_world_score(a: argparse.Namespace) -> int:
     return 0
 
 
+# -- generate -------------------------------------------------------------------
+def _read_prompts(path: str, field: str) -> list[str]:
+    """The ``field`` of every JSON line of ``path`` (a plain string line is taken as the prompt)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"prompts file {p} not found")
+    prompts = []
+    for i, line in enumerate(p.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}:{i + 1}: not a JSON line ({e})") from e
+        if isinstance(obj, str):
+            prompts.append(obj)
+        elif isinstance(obj, dict) and isinstance(obj.get(field), str):
+            prompts.append(obj[field])
+        else:
+            raise ValueError(f"{p}:{i + 1}: no string field {field!r}")
+    if not prompts:
+        raise ValueError(f"{p} holds no prompts")
+    return prompts
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .generate import generate
+    from .models.backbone import DEFAULT_MODEL, load_backbone
+
+    if (a.prompt is None) == (a.prompts is None):
+        raise ValueError("give either a PROMPT or --prompts FILE.jsonl")
+    if a.prompt is not None:
+        if not a.prompt.strip():
+            raise ValueError("the prompt is empty")
+        if not a.output:
+            raise ValueError("a single prompt needs -o OUT.png")
+        prompts, outs = [a.prompt], [Path(a.output)]
+    else:
+        if not a.out:
+            raise ValueError("--prompts needs --out DIR")
+        prompts = _read_prompts(a.prompts, a.field)
+        outs = [Path(a.out) / f"{i:05d}.png" for i in range(len(prompts))]
+    for o in outs[:1]:
+        if o.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+            raise ValueError(f"{o}: output must be .png, .jpg or .webp")
+    if a.steps is not None and a.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {a.steps}")
+    backbone = load_backbone(a.model or DEFAULT_MODEL)
+    size = a.size or backbone.default_size
+    bar = _progress("generate", len(prompts))
+    for start in range(0, len(prompts), a.batch_size):
+        chunk = prompts[start : start + a.batch_size]
+        # seed + line index: an image is the same whichever batch it was made in
+        images = generate(backbone, chunk, steps=a.steps, seed=a.seed + start, size=size, guidance=a.guidance)
+        for o, img in zip(outs[start : start + len(chunk)], images, strict=True):
+            o.parent.mkdir(parents=True, exist_ok=True)
+            tmp = o.with_name(o.stem + ".tmp" + o.suffix)
+            Image.fromarray(img).save(tmp)
+            tmp.replace(o)  # never a half-written image under the real name
+        bar(start + len(chunk), len(prompts))
+    print(f"wrote {outs[0]}" if len(outs) == 1 else f"wrote {len(outs)} images to {a.out}")
+    return 0
+
+
 # -- bench / train ----------------------------------------------------------------
 def cmd_bench(a: argparse.Namespace) -> int:
     from .eval.bench import BenchConfig, markdown_table, run_bench
@@ -197,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--clip", default=None, help="CLIPModel folder or hub id for CLIP metrics")
     bb.add_argument("--dino", default=None, help="ViT/DINO folder or hub id for DINO similarity (default: facebook/dino-vits16 if cached)")
     bb.set_defaults(fn=cmd_bench)
+
+    g = sub.add_parser("generate", help="text to image with a backbone (default: the shipped Shapes few-step model)")
+    g.add_argument("prompt", nargs="?", default=None, help="the prompt (or use --prompts)")
+    g.add_argument("-o", "--output", default=None, help="output image for a single prompt")
+    g.add_argument("--prompts", default=None, help="JSON-lines file, one image per line, named 00000.png, 00001.png, ...")
+    g.add_argument("--field", default="detailed", help="the field of each JSON line that holds the prompt (default: detailed)")
+    g.add_argument("--out", default=None, help="output folder for --prompts")
+    g.add_argument("--model", default=None, help="diffusers folder or cached hub id (default: models/shapes-turbo)")
+    g.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's own, 4 for the Shapes student)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed; line i of --prompts uses seed + i")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's own)")
+    g.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's training size)")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.set_defaults(fn=cmd_generate)
 
     m = sub.add_parser("methods", help="list registered editing methods")
     m.set_defaults(fn=cmd_methods)

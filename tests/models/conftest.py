@@ -185,3 +185,22 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes_dir(tmp_path_factory) -> Path:
+    """A random Shapes-layout folder as ``retouch.train.t2i.save_pipeline`` writes it: AutoencoderDC,
+    v-prediction UNet on MiniLM token states, and a text encoder that points into the MiniLM package."""
+    from retouch.train.autoencoder import AutoencoderTrainConfig, build_autoencoder
+    from retouch.train.t2i import T2ITrainConfig, build_unet, make_scheduler, save_pipeline
+
+    root = tmp_path_factory.mktemp("tiny-shapes")
+    torch.manual_seed(0)
+    ae = build_autoencoder(AutoencoderTrainConfig(channels=(8, 16), blocks=(1, 1), latent_channels=4))
+    ae.register_to_config(scaling_factor=0.5)
+    ae.save_pretrained(root / "ae")
+    torch.manual_seed(0)
+    unet = build_unet(T2ITrainConfig(channels=(32, 32), heads=2), latent_channels=4, sample_size=8, cross_dim=384)
+    folder = root / "model"
+    save_pipeline(folder, unet, root / "ae", make_scheduler("v_prediction", "trailing"), 40, {"retouch_default_steps": 2})
+    return folder

@@ -190,7 +190,7 @@ def test_generate_matches_diffusers_pipeline_with_ddim(which, guidance, request)
     # trailing DDIM stepping to alpha = 1 at the end is what sample_ddim does (for step counts dividing 1000)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, set_alpha_to_one=True, clip_sample=False, timestep_spacing="trailing")
     ours = generate(bb, PROMPTS, steps=2, seed=3, guidance=guidance)
-    noise = initial_noise(bb, len(PROMPTS), 32, seed=3)
+    noise = torch.cat([initial_noise(bb, 1, 32, seed=3 + i) for i in range(len(PROMPTS))])  # prompt i: seed + i
     ref = pipe(PROMPTS, height=32, width=32, num_inference_steps=2, guidance_scale=guidance, latents=noise.clone(), output_type="np").images
     assert pipe.scheduler.timesteps.tolist() == timesteps_for(2)
     assert np.abs(ours.astype(np.float64) - ref * 255).max() <= 1.0

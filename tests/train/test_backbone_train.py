@@ -1,0 +1,110 @@
+"""The backbone recipes (autoencoder -> teacher -> student) run end to end at toy size, and the
+pieces with a closed form are checked against it."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from retouch.models import load_backbone
+from retouch.models.backbone import Denoiser, TextConditioning
+from retouch.sampling import sample_ddim, timesteps_for
+from retouch.train import run_recipe
+from retouch.train.distill import waypoints
+from retouch.train.t2i import encoder_key, make_scheduler
+from retouch.world.captions import varied_caption
+from retouch.world.scene import random_scene
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_varied_captions_name_every_object_once_in_some_wording():
+    rng = random.Random(0)
+    seen = set()
+    for k in range(200):
+        scene = random_scene(random.Random(k))
+        cap = varied_caption(scene, rng)
+        seen.add(cap.split(" ")[0])
+        for o in scene.objects:
+            assert o.shape in cap and o.color in cap
+        assert cap.count(";") + cap.count(". ") + cap.count(", and ") >= len(scene.objects) - 1
+    assert len(seen) > 3  # the wording really varies
+
+
+class _Oracle(Denoiser):
+    """Predicts a fixed clean sample exactly (v-parametrization): a perfect student."""
+
+    def __init__(self, x0: torch.Tensor) -> None:
+        super().__init__("v_prediction", make_scheduler("v_prediction").alphas_cumprod)
+        self.x0 = x0
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, t, cond, concat=None):
+        self.seen.append(x.clone())
+        a = self.alpha_at(t, x)
+        eps = (x - a.sqrt() * self.x0) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * self.x0  # v
+
+
+def test_waypoints_are_what_a_perfect_student_visits():
+    g = torch.Generator().manual_seed(0)
+    x0, z = torch.randn(2, 4, 8, 8, generator=g, dtype=torch.float64), torch.randn(2, 4, 8, 8, generator=g, dtype=torch.float64)
+    oracle = _Oracle(x0)
+    ts = timesteps_for(4)
+    out = sample_ddim(oracle, z, ts, TextConditioning(torch.zeros(1, 1, 4, dtype=torch.float64)))
+    alphas = [float(oracle.alphas_cumprod[t]) for t in ts]
+    for want, got in zip(waypoints(z, x0, alphas), oracle.seen, strict=True):
+        torch.testing.assert_close(want, got)
+    torch.testing.assert_close(out, x0)
+
+
+def test_backbone_recipes_run_end_to_end(tmp_path):
+    ae_dir, teacher_dir, student_dir = tmp_path / "ae", tmp_path / "teacher", tmp_path / "turbo"
+    cache = str(tmp_path / "cache")
+    ae = {
+        "task": "autoencoder", "out": str(ae_dir), "steps": 2, "batch_size": 2, "crop": 32, "pool": 4,
+        "channels": [8, 16, 16, 16], "blocks": [1, 1, 1, 1], "eval_n": 4, "stats_n": 4, "ckpt_every": 1, "threads": 1, "decoder_steps": 2,
+    }  # fmt: skip
+    teacher = {
+        "task": "t2i", "out": str(teacher_dir), "autoencoder": str(ae_dir), "cache": cache, "n_scenes": 6, "steps": 2,
+        "batch_size": 3, "channels": [32, 32], "heads": 2, "ckpt_every": 1, "threads": 1, "default_steps": 3, "guidance": 2.0,
+    }  # fmt: skip
+    recipes = {}
+    for name, r in (("ae", ae), ("teacher", teacher)):
+        recipes[name] = tmp_path / f"{name}.json"
+        recipes[name].write_text(json.dumps(r))
+    student = {
+        "task": "distill", "out": str(student_dir), "teacher": str(teacher_dir), "teacher_recipe": str(recipes["teacher"]),
+        "n_pairs": 4, "teacher_steps": 4, "steps": 2, "batch_size": 2, "gen_batch": 2, "ckpt_every": 1, "threads": 1,
+    }  # fmt: skip
+    recipes["student"] = tmp_path / "student.json"
+    recipes["student"].write_text(json.dumps(student))
+
+    m = run_recipe(recipes["ae"])
+    assert {"psnr", "reader_exact_scene", "latent_std"} <= set(m)
+    # phase 2 trained the decoder alone: the saved encoder is the one phase 1 saved
+    assert torch.load(ae_dir / "decoder_checkpoint.pt", weights_only=False)["step"] == 2
+    key = encoder_key(ae_dir)
+    assert run_recipe(recipes["ae"], decoder_steps=3) and encoder_key(ae_dir) == key
+    assert run_recipe(recipes["teacher"])["steps"] == 2
+    assert torch.load(teacher_dir / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert run_recipe(recipes["student"])["steps"] == 2
+
+    t, s = load_backbone(teacher_dir), load_backbone(student_dir)
+    assert (t.default_steps, t.default_guidance) == (3, 2.0)
+    assert (s.default_steps, s.default_guidance) == (4, 1.0)
+    assert s.latent_channels == 16 and s.default_size == 128
+    # the student starts from the teacher and moved
+    tw, sw = t.denoiser.unet.state_dict(), s.denoiser.unet.state_dict()
+    assert tw.keys() == sw.keys() and any(not torch.equal(tw[k], sw[k]) for k in tw)
+    # a resumed teacher continues from its checkpoint
+    assert run_recipe(recipes["teacher"], steps=3)["steps"] == 3
