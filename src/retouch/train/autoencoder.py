@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..world.render import render
 from ..world.scene import random_scene
 from . import register_task
-from .loop import resume, save_checkpoint, warmup_cosine
+from .loop import pick_device, resume, save_checkpoint, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class AutoencoderTrainConfig:
     eval_seed: int = 7777
     stats_n: int = 512
     threads: int = 2
+    device: str = "auto"  # CUDA when present
 
 
 def render_pool(seed: int, n: int) -> torch.Tensor:
@@ -107,9 +108,9 @@ def reconstruct(ae, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """uint8 (B, H, W, 3) -> uint8 reconstructions through encode -> decode (no latent quantisation)."""
     out = []
     for i in range(0, len(images), batch_size):
-        x = to_unit(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])))
+        x = to_unit(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size]))).to(ae.device)
         y = ae.decode(ae.encode(x).latent).sample
-        out.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
+        out.append(((y.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
     return np.concatenate(out)
 
 
@@ -147,7 +148,7 @@ def latent_stats(ae, n: int, seed: int) -> tuple[float, float]:
     """Mean and standard deviation of the encoder's latents over ``n`` fresh scenes."""
     rng = random.Random(seed)
     images = np.stack([render(random_scene(rng)) for _ in range(n)])
-    z = torch.cat([ae.encode(to_unit(torch.from_numpy(images[i : i + 64]))).latent for i in range(0, n, 64)])
+    z = torch.cat([ae.encode(to_unit(torch.from_numpy(images[i : i + 64])).to(ae.device)).latent for i in range(0, n, 64)])
     return float(z.mean()), float(z.std())
 
 
@@ -160,9 +161,10 @@ def _fit(ae, params, opt, sched, pool: torch.Tensor, cfg: AutoencoderTrainConfig
     t0 = time.time()
     while step < steps:
         x = random_crops(to_unit(pool[torch.randint(0, len(pool), (cfg.batch_size,), generator=g)]), cfg.crop, g)  # (B, 3, crop, crop)
+        x = x.to(ae.device)
         z = ae.encode(x).latent  # (B, C, crop/8, crop/8)
         if cfg.latent_noise:
-            z = z + cfg.latent_noise * torch.randn(z.shape, generator=g)
+            z = z + cfg.latent_noise * torch.randn(z.shape, generator=g).to(z.device)
         y = ae.decode(z).sample  # (B, 3, crop, crop)
         loss = cfg.l1_weight * F.l1_loss(y, x) + cfg.mse_weight * F.mse_loss(y, x)
         opt.zero_grad(set_to_none=True)
@@ -189,8 +191,9 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     pool = render_pool(cfg.seed, cfg.pool)  # (N, H, W, 3) uint8
     mean = std = None
+    dev = pick_device(cfg.device)
     if not dec_ckpt.is_file():  # phase 1 (joint) unless phase 2 has begun
-        ae = build_autoencoder(cfg)
+        ae = build_autoencoder(cfg).to(dev)
         opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=0.0)
         sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
         step = resume(ckpt, ae, opt, sched)
@@ -201,7 +204,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
         ae.register_to_config(scaling_factor=1.0 / std)
         ae.to(torch.float16).save_pretrained(out)
     if cfg.decoder_steps:
-        ae = type(build_autoencoder(cfg)).from_pretrained(out, torch_dtype=torch.float32)  # the shipped (fp16) encoder
+        ae = type(build_autoencoder(cfg)).from_pretrained(out, torch_dtype=torch.float32).to(dev)  # the shipped (fp16) encoder
         ae.encoder.requires_grad_(False)
         opt = torch.optim.AdamW(ae.decoder.parameters(), lr=cfg.decoder_lr, weight_decay=0.0)
         sched = warmup_cosine(opt, 50, cfg.decoder_steps)
@@ -209,7 +212,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
         _fit(ae, ae.decoder.parameters(), opt, sched, pool, cfg, step, cfg.decoder_steps, dec_ckpt, "decoder")
         ae.eval().to(torch.float16).save_pretrained(out)
     # measured as shipped: the fp16 weights read back
-    ae = type(build_autoencoder(cfg)).from_pretrained(out, torch_dtype=torch.float32).eval()
+    ae = type(build_autoencoder(cfg)).from_pretrained(out, torch_dtype=torch.float32).to(dev).eval()
     if mean is None:
         mean, std = latent_stats(ae, cfg.stats_n, cfg.seed + 1)
     metrics = evaluate_autoencoder(ae, cfg.eval_n, cfg.eval_seed) | {"latent_mean": mean, "latent_std": std}

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from ..sampling import timesteps_for
 from . import register_task
+from .loop import pick_device
 from .t2i import T2ITrainConfig, build_cache, ema_update, make_scheduler, save_pipeline
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class DistillConfig:
     gen_batch: int = 128
     ckpt_every: int = 50
     threads: int = 2
+    device: str = "auto"  # CUDA when present
 
 
 @torch.no_grad()
@@ -65,18 +67,19 @@ def teacher_pairs(cfg: DistillConfig, texts: np.ndarray, null: np.ndarray) -> tu
     from ..models.backbone import TextConditioning, load_backbone
     from ..sampling import sample_ddim
 
-    teacher = load_backbone(cfg.teacher)
+    dev = pick_device(cfg.device)
+    teacher = load_backbone(cfg.teacher, device=dev)
     den = teacher.denoiser.float()
     c, s = teacher.latent_channels, teacher.default_size // teacher.vae_factor
     g = torch.Generator().manual_seed(cfg.seed)
     noise = torch.randn((cfg.n_pairs, c, s, s), generator=g)  # (N, C, h, w)
     out = np.zeros((cfg.n_pairs, c, s, s), dtype=np.float32)
     ts = timesteps_for(cfg.teacher_steps, den.num_train_timesteps)
-    uncond = TextConditioning(torch.from_numpy(null.astype(np.float32))[None])
+    uncond = TextConditioning(torch.from_numpy(null.astype(np.float32))[None].to(dev))
     for i in tqdm(range(0, cfg.n_pairs, cfg.gen_batch), desc="teacher samples", mininterval=10):
-        cond = TextConditioning(torch.from_numpy(texts[i : i + cfg.gen_batch].astype(np.float32)))
-        x = noise[i : i + cfg.gen_batch]
-        out[i : i + len(x)] = sample_ddim(den, x, ts, cond, guidance=cfg.guidance, uncond=uncond.repeat(len(x))).numpy()
+        cond = TextConditioning(torch.from_numpy(texts[i : i + cfg.gen_batch].astype(np.float32)).to(dev))
+        x = noise[i : i + cfg.gen_batch].to(dev)
+        out[i : i + len(x)] = sample_ddim(den, x, ts, cond, guidance=cfg.guidance, uncond=uncond.repeat(len(x))).cpu().numpy()
     return noise.numpy(), out
 
 
@@ -122,12 +125,13 @@ def train_distill(cfg: DistillConfig) -> dict:
         noise, x0s = teacher_pairs(cfg, texts, null)
         np.savez(str(pairs_path) + ".tmp.npz", noise=noise, x0=x0s)
         Path(str(pairs_path) + ".tmp.npz").rename(pairs_path)
-    student = UNet2DConditionModel.from_pretrained(Path(cfg.teacher) / "unet", torch_dtype=torch.float32)
+    dev = pick_device(cfg.device)
+    student = UNet2DConditionModel.from_pretrained(Path(cfg.teacher) / "unet", torch_dtype=torch.float32).to(dev)
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
     ckpt, step = out / "checkpoint.pt", 0
     if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location="cpu")
         student.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -143,13 +147,15 @@ def train_distill(cfg: DistillConfig) -> dict:
     t0 = time.time()
     while step < cfg.steps:
         idx = torch.randint(0, cfg.n_pairs, (cfg.batch_size,), generator=g)
-        z, x0 = torch.from_numpy(noise[idx.numpy()]), torch.from_numpy(x0s[idx.numpy()])  # (B, C, h, w)
+        z, x0 = torch.from_numpy(noise[idx.numpy()]).to(dev), torch.from_numpy(x0s[idx.numpy()]).to(dev)  # (B, C, h, w)
         k = torch.randint(0, len(ts), (cfg.batch_size,), generator=g)  # which student step each sample trains
         pts = torch.stack(waypoints(z, x0, alphas))  # (K, B, C, h, w)
-        x = pts[k, torch.arange(cfg.batch_size)]  # (B, C, h, w)
-        t = torch.tensor(ts)[k]
-        a = torch.tensor(alphas, dtype=torch.float32)[k].view(-1, 1, 1, 1)
-        pred = student(x, t, encoder_hidden_states=torch.from_numpy(texts[idx.numpy()].astype(np.float32))).sample
+        x = pts[k.to(dev), torch.arange(cfg.batch_size, device=dev)]  # (B, C, h, w)
+        t = torch.tensor(ts)[k].to(dev)
+        a = torch.tensor(alphas, dtype=torch.float32)[k].view(-1, 1, 1, 1).to(dev)
+        tokens = torch.from_numpy(texts[idx.numpy()].astype(np.float32)).to(dev)  # (B, L, 384)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            pred = student(x, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
         if prediction_type == "v_prediction":
             x0_hat = a.sqrt() * x - (1 - a).sqrt() * pred  # Salimans & Ho 2022, sec. 4
         elif prediction_type == "epsilon":

@@ -26,9 +26,19 @@ def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched
     """Load ``path`` into the training state if it exists; returns the step to continue from."""
     if not path.is_file():
         return 0
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=False, map_location="cpu")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     sched.load_state_dict(state["sched"])
     logger.info("resumed %s from step %d", path, state["step"])
     return int(state["step"])
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``"auto"``: CUDA when present, else the CPU; anything else as torch spells it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return dev

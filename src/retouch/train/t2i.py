@@ -31,7 +31,7 @@ from ..world.captions import detailed_caption, short_caption, varied_caption
 from ..world.render import render
 from ..world.scene import random_scene
 from . import register_task
-from .loop import warmup_cosine
+from .loop import pick_device, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class T2ITrainConfig:
     default_steps: int = 25
     ckpt_every: int = 100
     threads: int = 2
+    device: str = "auto"  # CUDA when present (trains in bfloat16 autocast there)
+    init: str = ""  # a Shapes pipeline folder whose UNet starts training (to continue from shipped weights)
 
 
 def text_encoder_and_tokenizer(max_length: int = 128) -> tuple[Any, Any]:
@@ -129,7 +131,7 @@ def encode_scenes(ae: Any, scenes: list, batch_size: int = 64) -> np.ndarray:
     scale = float(ae.config.scaling_factor)
     for i in tqdm(range(0, len(scenes), batch_size), desc="latents", mininterval=10):
         x = torch.from_numpy(np.stack([render(s) for s in scenes[i : i + batch_size]])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        out.append((ae.encode(x).latent * scale).half().numpy())
+        out.append((ae.encode(x.to(ae.device)).latent * scale).half().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -167,7 +169,8 @@ def build_cache(cfg: T2ITrainConfig) -> tuple[np.ndarray, np.ndarray]:
     # fine-tune of the autoencoder leaves them valid)
     lat_path = cache / f"latents-{tag}-{encoder_key(cfg.autoencoder)}.npy"
     if not lat_path.is_file():
-        np.save(str(lat_path) + ".tmp.npy", encode_scenes(load_autoencoder(cfg.autoencoder), scenes))
+        ae = load_autoencoder(cfg.autoencoder).to(pick_device(cfg.device))
+        np.save(str(lat_path) + ".tmp.npy", encode_scenes(ae, scenes))
         Path(str(lat_path) + ".tmp.npy").rename(lat_path)
     return np.load(lat_path, mmap_mode="r"), np.load(text_path, mmap_mode="r")
 
@@ -252,11 +255,13 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """Denoising loss at uniform timesteps with Min-SNR-gamma weights (Hang et al. 2023, eq. 8 and its v form)."""
     b = x0.shape[0]
-    t = torch.randint(0, alphas.shape[0], (b,), generator=g)
-    a = alphas[t].view(b, 1, 1, 1)  # (B, 1, 1, 1)
-    eps = torch.randn(x0.shape, generator=g)
+    # drawn on the CPU generator, so a seed gives the same run on any device
+    t = torch.randint(0, alphas.shape[0], (b,), generator=g).to(x0.device)
+    a = alphas.to(x0.device)[t].view(b, 1, 1, 1)  # (B, 1, 1, 1)
+    eps = torch.randn(x0.shape, generator=g).to(x0.device)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * eps  # (B, C, h, w), DDPM eq. 4
-    pred = unet(xt, t, encoder_hidden_states=tokens).sample  # (B, C, h, w)
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=x0.device.type == "cuda"):
+        pred = unet(xt, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
     snr = (a / (1 - a)).view(b)
     if prediction_type == "v_prediction":
         target, w = v_target(x0, eps, a), torch.clamp(snr, max=gamma) / (snr + 1)
@@ -285,13 +290,20 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     enc, tok = text_encoder_and_tokenizer(cfg.max_length)
     null = encode_captions(enc, tok, [""], cfg.max_length, bar=False)[0]  # (L, 384)
     del enc
+    dev = pick_device(cfg.device)
     unet = build_unet(cfg, c, h, texts.shape[-1])
+    if cfg.init:
+        from diffusers import UNet2DConditionModel
+
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(Path(cfg.init) / "unet", torch_dtype=torch.float32).state_dict())
+        logger.info("initialised the UNet from %s", cfg.init)
+    unet.to(dev)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     ckpt, step = out / "checkpoint.pt", 0
     if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location="cpu")
         unet.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
@@ -301,15 +313,15 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     scheduler = make_scheduler(cfg.prediction_type)
     alphas = scheduler.alphas_cumprod.float()
     g = torch.Generator().manual_seed(cfg.seed + step)
-    null_t = torch.from_numpy(null.astype(np.float32))
+    null_t = torch.from_numpy(null.astype(np.float32)).to(dev)
     unet.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="t2i", mininterval=10)
     t0 = time.time()
     while step < cfg.steps:
         idx = torch.randint(0, n, (cfg.batch_size,), generator=g).sort().values.numpy()
-        x0 = torch.from_numpy(latents[idx].astype(np.float32))  # (B, C, h, w)
-        tokens = torch.from_numpy(texts[idx].astype(np.float32))  # (B, L, 384)
-        drop = torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond
+        x0 = torch.from_numpy(latents[idx].astype(np.float32)).to(dev)  # (B, C, h, w)
+        tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
+        drop = (torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond).to(dev)
         tokens[drop] = null_t
         loss = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g)
         opt.zero_grad(set_to_none=True)
