@@ -222,9 +222,10 @@ def save_pipeline(out: Path, unet: Any, autoencoder: str | Path, scheduler: Any,
     out.mkdir(parents=True, exist_ok=True)
     unet = copy.deepcopy(unet).to(torch.float16)
     unet.save_pretrained(out / "unet")
-    shutil.copytree(Path(autoencoder), out / "vae", dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint.pt", "*.json.tmp"))
-    for junk in ("train_config.json", "eval.json"):
-        (out / "vae" / junk).unlink(missing_ok=True)
+    # the autoencoder's weights and config only (not its training state or evaluation records)
+    (out / "vae").mkdir(exist_ok=True)
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        shutil.copy2(Path(autoencoder) / name, out / "vae" / name)
     scheduler.save_pretrained(out / "scheduler")
     tok = AutoTokenizer.from_pretrained(_package_folder(), model_max_length=max_length)
     tok.save_pretrained(out / "tokenizer")
