@@ -33,3 +33,18 @@ def test_unmappable_instructions_are_clear_errors():
     absent = next(s for s in ("circle", "square", "triangle", "star", "heart", "cross") if all(o.shape != s for o in scene.objects))
     with pytest.raises(ValueError, match=f"no {absent}"):
         parse_instruction(scene, f"remove the {absent}")
+
+
+def test_detailed_captions_parse_back_and_rewrite():
+    from retouch.world.captions import detailed_caption
+    from retouch.world.instructions import parse_detailed_caption, rewrite_caption
+
+    rng = random.Random(2)
+    for k in range(300):
+        scene = random_scene(random.Random(f"cap/{k}"))
+        assert parse_detailed_caption(detailed_caption(scene)).same_content(scene)
+        edit = sample_edit(scene, k % len(EDIT_TYPES), rng)
+        if edit is not None:
+            assert rewrite_caption(edit.source_caption, edit.instruction) == edit.target_caption
+    with pytest.raises(ValueError, match="not a detailed"):
+        parse_detailed_caption("a red star")

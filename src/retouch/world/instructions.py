@@ -146,3 +146,37 @@ def apply_instruction(scene: Scene, instruction: str) -> Scene:
             raise ValueError(f"the instruction changes the object at the {POSITIONS[ch.slot]} twice")
         target = ch.apply(target)
     return target
+
+
+_OBJECT_PHRASE = re.compile(
+    f"an? (?P<size>{_alt(SIZES)}) (?P<color>{_alt(COLORS)}) (?P<pattern>{_alt(PATTERNS)}) (?P<shape>{_alt(SHAPES)}) "
+    f"with an? (?P<emblem>{_alt(EMBLEMS)}) emblem, (?P<pose>{_alt(POSES)}), at the (?P<pos>{_alt(POSITIONS)})"
+)
+_HEAD = re.compile(
+    f"(?P<style>{_alt(STYLE_PHRASE.values())}) of (?:one|two|three|four) objects? "
+    f"on (?P<bg>{_alt(BACKGROUND_PHRASE.values())}): (?P<objs>.*)"
+)
+
+
+def parse_detailed_caption(caption: str) -> Scene:
+    """The scene a ``captions.detailed_caption`` describes (its exact inverse; texture seed 0)."""
+    text = _normalise(caption)
+    m = _HEAD.fullmatch(text)
+    if not m:
+        raise ValueError(f"not a detailed Shapes-world caption: {caption[:80]!r}")
+    objects = []
+    for part in m["objs"].split("; "):
+        o = _OBJECT_PHRASE.fullmatch(part)
+        if not o:
+            raise ValueError(f"cannot read the object phrase {part!r}")
+        objects.append(WorldObject(o["shape"], o["color"], o["size"], o["pattern"], o["pose"], o["emblem"], POSITIONS.index(o["pos"])))
+    style = next(k for k, v in STYLE_PHRASE.items() if v == m["style"])
+    background = next(k for k, v in BACKGROUND_PHRASE.items() if v == m["bg"])
+    return Scene(objects=tuple(sorted(objects, key=lambda o: o.slot)), background=background, style=style, seed=0)
+
+
+def rewrite_caption(caption: str, instruction: str) -> str:
+    """Rule-based rewriter: source detailed caption + instruction -> target detailed caption."""
+    from .captions import detailed_caption
+
+    return detailed_caption(apply_instruction(parse_detailed_caption(caption), instruction))
