@@ -1,0 +1,76 @@
+"""Rewriter backends: the rule reader and an OpenAI-compatible endpoint (a local stub server)."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from retouch.rewrite import get_rewriter
+from retouch.world.captions import detailed_caption
+from retouch.world.edits import sample_edit
+from retouch.world.scene import random_scene
+
+
+def _edit(k: int = 0):
+    scene = random_scene(random.Random(f"rw/{k}"))
+    return sample_edit(scene, 6, random.Random(k))  # a colour change
+
+
+def test_rules_rewriter_and_errors():
+    e = _edit()
+    rw = get_rewriter("rules")
+    assert rw.rewrite(e.source_caption, e.instruction) == e.target_caption
+    with pytest.raises(ValueError, match="instruction is empty"):
+        rw.rewrite(e.source_caption, "  ")
+    with pytest.raises(ValueError, match="cannot map"):
+        rw.rewrite(e.source_caption, "make it prettier")
+    with pytest.raises(ValueError, match="unknown rewriter 'gpt9'"):
+        get_rewriter("gpt9")
+
+
+class _Stub(BaseHTTPRequestHandler):
+    answer = ""
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Stub.seen.append((self.path, body))
+        out = json.dumps({"choices": [{"message": {"role": "assistant", "content": _Stub.answer}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def endpoint():
+    server = HTTPServer(("127.0.0.1", 0), _Stub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_openai_compatible_backend(endpoint):
+    e = _edit(1)
+    rw = get_rewriter("openai", base_url=endpoint, model="tiny-chat")
+    _Stub.answer = e.target_caption
+    assert rw.rewrite(e.source_caption, e.instruction) == e.target_caption
+    path, body = _Stub.seen[-1]
+    assert path == "/v1/chat/completions" and body["model"] == "tiny-chat"
+    assert e.instruction in body["messages"][-1]["content"] and e.source_caption in body["messages"][-1]["content"]
+    _Stub.answer = e.source_caption  # the model changed nothing
+    with pytest.raises(ValueError, match="could not map"):
+        rw.rewrite(e.source_caption, e.instruction)
+    _Stub.answer = "sure! here is a nicer picture"
+    with pytest.raises(ValueError, match="not a detailed caption"):
+        rw.rewrite(e.source_caption, e.instruction)
+    with pytest.raises(RuntimeError, match="unreachable"):
+        get_rewriter("openai", base_url="http://127.0.0.1:9/v1", timeout=2).rewrite(detailed_caption(e.source), e.instruction)
