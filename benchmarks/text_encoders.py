@@ -35,15 +35,9 @@ def pooled_minilm(texts: list[str]) -> torch.Tensor:
 
 
 def pooled_world_clip(texts: list[str]) -> torch.Tensor:
-    from transformers import AutoTokenizer, CLIPModel
+    from retouch.eval.clip import CLIPEmbedder
 
-    path = ROOT / "models" / "world-clip"
-    model, tok = CLIPModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
-    with torch.no_grad():
-        b = tok(texts, padding=True, truncation=True, return_tensors="pt")
-        from retouch.eval.clip import _features
-
-        return _features(model.get_text_features(**b), "text_embeds")
+    return CLIPEmbedder.load(ROOT / "models" / "world-clip").embed_texts(texts)
 
 
 def main() -> None:

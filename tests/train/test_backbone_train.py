@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 
-import pytest
 import torch
 
 from retouch.models import load_backbone
@@ -17,14 +16,6 @@ from retouch.train.distill import waypoints
 from retouch.train.t2i import encoder_key, make_scheduler
 from retouch.world.captions import varied_caption
 from retouch.world.scene import random_scene
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_varied_captions_name_every_object_once_in_some_wording():

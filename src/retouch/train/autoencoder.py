@@ -69,6 +69,12 @@ def render_pool(seed: int, n: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([render(random_scene(random.Random(seed * 1_000_003 + k))) for k in range(n)]))
 
 
+def _autoencoder_class() -> type:
+    from diffusers import AutoencoderDC
+
+    return AutoencoderDC
+
+
 def build_autoencoder(cfg: AutoencoderTrainConfig):
     from diffusers import AutoencoderDC
 
@@ -204,7 +210,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
         ae.register_to_config(scaling_factor=1.0 / std)
         ae.to(torch.float16).save_pretrained(out)
     if cfg.decoder_steps:
-        ae = type(build_autoencoder(cfg)).from_pretrained(out, torch_dtype=torch.float32).to(dev)  # the shipped (fp16) encoder
+        ae = _autoencoder_class().from_pretrained(out, torch_dtype=torch.float32).to(dev)  # the shipped (fp16) encoder
         ae.encoder.requires_grad_(False)
         opt = torch.optim.AdamW(ae.decoder.parameters(), lr=cfg.decoder_lr, weight_decay=0.0)
         sched = warmup_cosine(opt, 50, cfg.decoder_steps)
@@ -212,7 +218,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
         _fit(ae, ae.decoder.parameters(), opt, sched, pool, cfg, step, cfg.decoder_steps, dec_ckpt, "decoder")
         ae.eval().to(torch.float16).save_pretrained(out)
     # measured as shipped: the fp16 weights read back
-    ae = type(build_autoencoder(cfg)).from_pretrained(out, torch_dtype=torch.float32).to(dev).eval()
+    ae = _autoencoder_class().from_pretrained(out, torch_dtype=torch.float32).to(dev).eval()
     if mean is None:
         mean, std = latent_stats(ae, cfg.stats_n, cfg.seed + 1)
     metrics = evaluate_autoencoder(ae, cfg.eval_n, cfg.eval_seed) | {"latent_mean": mean, "latent_std": std}

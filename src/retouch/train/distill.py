@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from ..sampling import timesteps_for
 from . import register_task
-from .loop import pick_device
-from .t2i import T2ITrainConfig, build_cache, ema_update, make_scheduler, save_pipeline
+from .loop import pick_device, resume, save_checkpoint
+from .t2i import T2ITrainConfig, ema_update, make_scheduler, save_pipeline, text_cache
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ def waypoints(noise: torch.Tensor, x0: torch.Tensor, alphas: list[float]) -> lis
 def train_distill(cfg: DistillConfig) -> dict:
     from diffusers import UNet2DConditionModel
 
+    from ..models.backbone import Denoiser
     from ..train import load_recipe
-    from .t2i import encode_captions, text_encoder_and_tokenizer
 
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -107,10 +107,7 @@ def train_distill(cfg: DistillConfig) -> dict:
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     _, tcfg = load_recipe(cfg.teacher_recipe)
     assert isinstance(tcfg, T2ITrainConfig)
-    _, texts = build_cache(tcfg)
-    enc, tok = text_encoder_and_tokenizer(tcfg.max_length)
-    null = encode_captions(enc, tok, [""], tcfg.max_length, bar=False)[0]
-    del enc
+    texts, null = text_cache(tcfg)  # the teacher's training captions; no latents needed here
     # the pairs belong to one teacher: its weights' size and time stamp are part of the key
     w = Path(cfg.teacher) / "unet" / "diffusion_pytorch_model.safetensors"
     if not w.is_file():
@@ -129,16 +126,12 @@ def train_distill(cfg: DistillConfig) -> dict:
     student = UNet2DConditionModel.from_pretrained(Path(cfg.teacher) / "unet", torch_dtype=torch.float32).to(dev)
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
-    ckpt, step = out / "checkpoint.pt", 0
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False, map_location="cpu")
-        student.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
+    ckpt = out / "checkpoint.pt"
+    step = resume(ckpt, student, opt, ema=ema)
     prediction_type = json.loads((Path(cfg.teacher) / "scheduler" / "scheduler_config.json").read_text())["prediction_type"]
     scheduler = make_scheduler(prediction_type, spacing="trailing")
     ac = scheduler.alphas_cumprod.double()
+    param = Denoiser(prediction_type, ac)  # only for its prediction -> x0 conversion
     ts = timesteps_for(cfg.student_steps, len(ac))
     alphas = [float(ac[t]) for t in ts]
     g = torch.Generator().manual_seed(cfg.seed + 1 + step)
@@ -152,16 +145,10 @@ def train_distill(cfg: DistillConfig) -> dict:
         pts = torch.stack(waypoints(z, x0, alphas))  # (K, B, C, h, w)
         x = pts[k.to(dev), torch.arange(cfg.batch_size, device=dev)]  # (B, C, h, w)
         t = torch.tensor(ts)[k].to(dev)
-        a = torch.tensor(alphas, dtype=torch.float32)[k].view(-1, 1, 1, 1).to(dev)
         tokens = torch.from_numpy(texts[idx.numpy()].astype(np.float32)).to(dev)  # (B, L, 384)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             pred = student(x, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
-        if prediction_type == "v_prediction":
-            x0_hat = a.sqrt() * x - (1 - a).sqrt() * pred  # Salimans & Ho 2022, sec. 4
-        elif prediction_type == "epsilon":
-            x0_hat = (x - (1 - a).sqrt() * pred) / a.sqrt()
-        else:
-            x0_hat = pred
+        x0_hat, _ = param.to_x0_eps(x, t, pred)  # any parametrization -> x0
         loss = torch.nn.functional.mse_loss(x0_hat, x0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,9 +159,7 @@ def train_distill(cfg: DistillConfig) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": student.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, step, student, opt, ema=ema)
             logger.info("step %d loss %.4f (%.1fs)", step, loss.item(), time.time() - t0)
     bar.close()
     extra = {"retouch_guidance": 1.0, "retouch_default_steps": cfg.student_steps}

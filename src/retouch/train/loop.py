@@ -18,18 +18,31 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.
     )
 
 
-def save_checkpoint(path: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched) -> None:
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step}, path)
+def save_checkpoint(
+    path: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched=None, **extra: torch.nn.Module
+) -> None:
+    """Training state at ``step``; ``extra`` modules (an EMA copy, say) are saved by name. Written to a
+    temporary file first, so an interrupted save never leaves a broken checkpoint behind."""
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
+    if sched is not None:
+        state["sched"] = sched.state_dict()
+    state |= {name: m.state_dict() for name, m in extra.items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
 
 
-def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched) -> int:
-    """Load ``path`` into the training state if it exists; returns the step to continue from."""
+def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched=None, **extra: torch.nn.Module) -> int:
+    """Load ``path`` into the training state (and the named ``extra`` modules) if it exists; returns the step to continue from."""
     if not path.is_file():
         return 0
     state = torch.load(path, weights_only=False, map_location="cpu")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
-    sched.load_state_dict(state["sched"])
+    if sched is not None:
+        sched.load_state_dict(state["sched"])
+    for name, m in extra.items():
+        m.load_state_dict(state[name])
     logger.info("resumed %s from step %d", path, state["step"])
     return int(state["step"])
 

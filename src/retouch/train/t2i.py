@@ -31,7 +31,7 @@ from ..world.captions import detailed_caption, short_caption, varied_caption
 from ..world.render import render
 from ..world.scene import random_scene
 from . import register_task
-from .loop import pick_device, warmup_cosine
+from .loop import pick_device, resume, save_checkpoint, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -154,25 +154,42 @@ def encoder_key(autoencoder: str | Path) -> str:
     return h.hexdigest()[:12]
 
 
-def build_cache(cfg: T2ITrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(latents, token states) for the training scenes, computed once and memory-mapped afterwards."""
+def _cache_dir(cfg: T2ITrainConfig) -> tuple[Path, str]:
     cache = Path(cfg.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    tag = f"s{cfg.seed}-n{cfg.n_scenes}-d{cfg.p_detailed}-v{cfg.p_varied}-L{cfg.max_length}"
-    text_path = cache / f"text-{tag}.npy"
-    scenes, caps = training_captions(cfg)
-    if not text_path.is_file():
+    return cache, f"s{cfg.seed}-n{cfg.n_scenes}-d{cfg.p_detailed}-v{cfg.p_varied}-L{cfg.max_length}"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = Path(str(path) + ".tmp.npy")
+    np.save(tmp, array)
+    tmp.rename(path)
+
+
+def text_cache(cfg: T2ITrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Token states of the training captions (N, L, 384), memory-mapped, and of the empty prompt (L, 384).
+
+    The text encoder is loaded only when the cache is missing."""
+    cache, tag = _cache_dir(cfg)
+    text_path, null_path = cache / f"text-{tag}.npy", cache / f"null-L{cfg.max_length}.npy"
+    if not text_path.is_file() or not null_path.is_file():
         enc, tok = text_encoder_and_tokenizer(cfg.max_length)
-        np.save(str(text_path) + ".tmp.npy", encode_captions(enc, tok, caps, cfg.max_length))
-        Path(str(text_path) + ".tmp.npy").rename(text_path)
+        if not text_path.is_file():
+            _save_npy(text_path, encode_captions(enc, tok, training_captions(cfg)[1], cfg.max_length))
+        _save_npy(null_path, encode_captions(enc, tok, [""], cfg.max_length, bar=False)[0])
+    return np.load(text_path, mmap_mode="r"), np.load(null_path)
+
+
+def latent_cache(cfg: T2ITrainConfig) -> np.ndarray:
+    """Scaled latents of the training scenes (N, C, h, w), memory-mapped; computed once per encoder."""
+    cache, tag = _cache_dir(cfg)
     # the latents belong to one encoder: a hash of its weights is part of the key (a decoder-only
     # fine-tune of the autoencoder leaves them valid)
     lat_path = cache / f"latents-{tag}-{encoder_key(cfg.autoencoder)}.npy"
     if not lat_path.is_file():
         ae = load_autoencoder(cfg.autoencoder).to(pick_device(cfg.device))
-        np.save(str(lat_path) + ".tmp.npy", encode_scenes(ae, scenes))
-        Path(str(lat_path) + ".tmp.npy").rename(lat_path)
-    return np.load(lat_path, mmap_mode="r"), np.load(text_path, mmap_mode="r")
+        _save_npy(lat_path, encode_scenes(ae, training_captions(cfg)[0]))
+    return np.load(lat_path, mmap_mode="r")
 
 
 def build_unet(cfg: T2ITrainConfig, latent_channels: int, sample_size: int, cross_dim: int) -> Any:
@@ -286,11 +303,9 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    latents, texts = build_cache(cfg)
+    texts, null = text_cache(cfg)  # (N, L, 384), (L, 384)
+    latents = latent_cache(cfg)
     n, c, h, _ = latents.shape
-    enc, tok = text_encoder_and_tokenizer(cfg.max_length)
-    null = encode_captions(enc, tok, [""], cfg.max_length, bar=False)[0]  # (L, 384)
-    del enc
     dev = pick_device(cfg.device)
     unet = build_unet(cfg, c, h, texts.shape[-1])
     if cfg.init:
@@ -302,15 +317,8 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
-    ckpt, step = out / "checkpoint.pt", 0
-    if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False, map_location="cpu")
-        unet.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        step = int(state["step"])
-        logger.info("resumed %s from step %d", ckpt, step)
+    ckpt = out / "checkpoint.pt"
+    step = resume(ckpt, unet, opt, sched, ema=ema)
     scheduler = make_scheduler(cfg.prediction_type)
     alphas = scheduler.alphas_cumprod.float()
     g = torch.Generator().manual_seed(cfg.seed + step)
@@ -335,12 +343,7 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save(
-                {"model": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step},
-                tmp,
-            )
-            tmp.replace(ckpt)
+            save_checkpoint(ckpt, step, unet, opt, sched, ema=ema)
             logger.info("step %d loss %.4f (%.1fs)", step, loss.item(), time.time() - t0)
     bar.close()
     save_pipeline(
