@@ -158,9 +158,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
             raise ValueError("--prompts needs --out DIR")
         prompts = _read_prompts(a.prompts, a.field)
         outs = [Path(a.out) / f"{i:05d}.png" for i in range(len(prompts))]
-    for o in outs[:1]:
-        if o.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-            raise ValueError(f"{o}: output must be .png, .jpg or .webp")
+    if outs[0].suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):  # batch outputs are always .png
+        raise ValueError(f"{outs[0]}: output must be .png, .jpg or .webp")
     if a.steps is not None and a.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {a.steps}")
     backbone = load_backbone(a.model or DEFAULT_MODEL)
