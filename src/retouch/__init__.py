@@ -1,4 +1,4 @@
-"""retouch: edit images from words.  ``retouch.load_backbone`` is the one entry point to any model."""
+"""retouch: edit images from words.  ``retouch.Editor`` edits; ``retouch.load_backbone`` is the one entry point to any model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ def __getattr__(name: str) -> Any:
         from .models.backbone import load_backbone
 
         return load_backbone
+    if name == "Editor":
+        from .edit import Editor
+
+        return Editor
     raise AttributeError(f"module 'retouch' has no attribute {name!r}")
 
 
-__all__ = ["load_backbone"]
+__all__ = ["Editor", "load_backbone"]

@@ -179,12 +179,90 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
+# -- edit -------------------------------------------------------------------------
+def cmd_edit(a: argparse.Namespace) -> int:
+    from .edit import Editor, load_image, load_mask, save_image
+
+    out = Path(a.output)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise ValueError(f"{out}: output must be .png, .jpg or .webp")
+    # every input is read and checked before a model loads
+    image = load_image(a.image)
+    mask = load_mask(a.mask, image.shape[:2]) if a.mask else None
+    if (a.instruction is None or not a.instruction.strip()) and not a.target_prompt:
+        raise ValueError("the instruction is empty (give an INSTRUCTION or --target-prompt)")
+    options: dict = {}
+    if a.model:
+        options["model"] = a.model
+    if a.method == "turbo":
+        if a.inversion:
+            options["inversion"] = a.inversion
+        if a.mask_threshold is not None:
+            options["mask_threshold"] = a.mask_threshold
+        if a.auto_mask is not None:
+            options["mask"] = a.auto_mask
+    elif a.inversion or a.mask_threshold is not None or a.auto_mask is not None:
+        raise ValueError(f"--inversion, --mask-threshold and --auto-mask belong to --method turbo, not {a.method}")
+    if a.rewriter != "rules" or a.rewriter_url or a.rewriter_model:
+        options["rewriter"] = a.rewriter
+        ropts = {k: v for k, v in (("base_url", a.rewriter_url), ("model", a.rewriter_model)) if v}
+        if ropts:
+            options["rewriter_options"] = ropts
+    editor = Editor(a.method, **options)
+    turns = editor.edit(
+        image,
+        a.instruction,
+        target_prompt=a.target_prompt,
+        source_prompt=a.source_prompt,
+        mask=mask,
+        strength=a.strength,
+        then=a.then or [],
+    )
+    for k, turn in enumerate(turns):
+        path = out if k == len(turns) - 1 else out.with_name(f"{out.stem}.turn{k + 1}{out.suffix}")
+        save_image(turn.image, path)
+        r = turn.result
+        print(
+            json.dumps(
+                {
+                    "turn": k + 1,
+                    "instruction": turn.instruction,
+                    "output": str(path),
+                    "source_caption": r.info.get("source_caption"),
+                    "target_caption": r.info.get("target_caption"),
+                    "nfe_inversion": r.nfe_inversion,
+                    "nfe_edit": r.nfe_edit,
+                    "seconds": round(turn.seconds, 3),
+                }
+            )
+        )
+    return 0
+
+
 # -- bench / train ----------------------------------------------------------------
 def cmd_bench(a: argparse.Namespace) -> int:
     from .eval.bench import BenchConfig, markdown_table, run_bench
 
+    options = {}
+    for item in a.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a bare string
     cfg = BenchConfig(
-        suite=a.suite, method=a.method, inputs=a.inputs, limit=a.limit, json_out=a.json, reader=a.reader, clip=a.clip, dino=a.dino
+        suite=a.suite,
+        method=a.method,
+        inputs=a.inputs,
+        limit=a.limit,
+        every=a.every,
+        options=options,
+        json_out=a.json,
+        reader=a.reader,
+        clip=a.clip,
+        dino=a.dino,
     )
     summary = run_bench(cfg)
     print(markdown_table(summary))
@@ -257,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     bb.add_argument("--method", required=True)
     bb.add_argument("--inputs", default="instruction", choices=["instruction", "prompts", "mask"])
     bb.add_argument("--limit", type=int, default=None)
+    bb.add_argument("--every", type=int, default=1, help="every k-th case: a subset with the suite's type proportions")
+    bb.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="a method setting, e.g. mask=difference")
     bb.add_argument("--json", default=None, help="summary JSON path; the CSV and markdown go beside it")
     bb.add_argument("--reader", default=None, help="scene reader folder (default: the shipped one)")
     bb.add_argument("--clip", default=None, help="CLIPModel folder or hub id for CLIP metrics")
@@ -276,6 +356,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", type=int, default=None, help="image side in pixels (default: the model's training size)")
     g.add_argument("--batch-size", type=int, default=32)
     g.set_defaults(fn=cmd_generate)
+
+    ed = sub.add_parser("edit", help="edit an image from an instruction (default method: turbo)")
+    ed.add_argument("image", help="input image (RGB; grey and palette images are converted)")
+    ed.add_argument("instruction", nargs="?", default=None, help='what to change, e.g. "make the circle blue"')
+    ed.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp); earlier turns go beside it as NAME.turnK.png")
+    ed.add_argument("--method", default="turbo", help="editing method (see `retouch methods`)")
+    ed.add_argument("--target-prompt", default=None, help="the target caption itself, instead of rewriting the source caption")
+    ed.add_argument("--source-prompt", default=None, help="the source caption, instead of the captioner's")
+    ed.add_argument("--mask", default=None, help="single-channel mask of the image's size, white = edit; pixels outside stay bit-identical")
+    ed.add_argument("--strength", type=float, default=None, help="turbo: edit strength, 0 (reconstruction) to 1.5 (default 1)")
+    ed.add_argument(
+        "--then", action="append", default=None, metavar="INSTRUCTION", help="a further instruction for the last output (repeatable)"
+    )
+    ed.add_argument("--model", default=None, help="diffusers pipeline folder (default: the method's shipped model)")
+    ed.add_argument("--inversion", default=None, help="turbo: inversion network folder (default: MODEL-inversion)")
+    ed.add_argument("--mask-threshold", type=float, default=None, help="turbo: attention-mask threshold (default 0.6)")
+    ed.add_argument(
+        "--auto-mask", default=None, choices=["attention", "difference", "none"], help="turbo: mask without --mask (default attention)"
+    )
+    ed.add_argument("--rewriter", default="rules", help="instruction -> caption backend: rules, smollm2 or openai")
+    ed.add_argument("--rewriter-url", default=None, help="openai: base URL of an OpenAI-compatible endpoint")
+    ed.add_argument("--rewriter-model", default=None, help="openai: model name")
+    ed.set_defaults(fn=cmd_edit)
 
     m = sub.add_parser("methods", help="list registered editing methods")
     m.set_defaults(fn=cmd_methods)

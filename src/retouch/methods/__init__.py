@@ -8,6 +8,7 @@ the reference ones may read ground truth, and those get it through
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,7 +93,18 @@ def get_method(name: str, **options: Any) -> Method:
     _load_builtin()
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
-    return METHODS[name](**options)
+    cls = METHODS[name]
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in options if k not in params] if not takes_any else []
+    if unknown:
+        raise ValueError(f"method {name!r} has no such setting: {', '.join(unknown)}")
+    try:
+        return cls(**options)
+    except TypeError as e:
+        if "unexpected keyword" not in str(e):
+            raise
+        raise ValueError(f"method {name!r} has no such setting ({e})") from e
 
 
 def list_methods() -> list[str]:
@@ -101,4 +113,4 @@ def list_methods() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from . import reference  # noqa: F401
+    from . import baselines, reference, turbo  # noqa: F401

@@ -44,12 +44,14 @@ class AttentionStore:
         for calls in self.probs.values():
             for p in calls:
                 b, hw, seq = p.shape
-                side = math.isqrt(hw)
-                if side * side != hw:
-                    raise ValueError(f"cannot fold {hw} attention positions into a square map")
-                if side < min_side:
+                # the map keeps the latent's aspect ratio: h * w = hw with h / w = h_out / w_out
+                h = max(1, round(math.sqrt(hw * h_out / w_out)))
+                w = hw // h
+                if h * w != hw:
+                    raise ValueError(f"cannot fold {hw} attention positions into a {h_out}:{w_out} map")
+                if min(h, w) < min_side:
                     continue
-                m = p.transpose(1, 2).reshape(b, seq, side, side)  # (B, L, h, w)
+                m = p.transpose(1, 2).reshape(b, seq, h, w)  # (B, L, h, w)
                 m = F.interpolate(m, size=(h_out, w_out), mode="bilinear", align_corners=False)
                 acc = m if acc is None else acc + m
                 n += 1

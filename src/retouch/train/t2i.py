@@ -231,8 +231,8 @@ def make_scheduler(prediction_type: str, spacing: str = "leading") -> Any:
 
 
 def save_pipeline(out: Path, unet: Any, autoencoder: str | Path, scheduler: Any, max_length: int, extra: dict | None = None) -> None:
-    """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, tokenizer,
-    and a text-encoder folder that points into the MiniLM package."""
+    """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, and
+    text-encoder and tokenizer folders that point into the MiniLM package."""
     import diffusers
     from transformers import AutoTokenizer
 
@@ -245,7 +245,11 @@ def save_pipeline(out: Path, unet: Any, autoencoder: str | Path, scheduler: Any,
         shutil.copy2(Path(autoencoder) / name, out / "vae" / name)
     scheduler.save_pretrained(out / "scheduler")
     tok = AutoTokenizer.from_pretrained(_package_folder(), model_max_length=max_length)
-    tok.save_pretrained(out / "tokenizer")
+    # the tokenizer, like the text encoder, is read from the package (with the padded length fixed here)
+    shutil.rmtree(out / "tokenizer", ignore_errors=True)
+    (out / "tokenizer").mkdir()
+    ref = TEXT_PACKAGE | {"kwargs": {"model_max_length": max_length}}
+    (out / "tokenizer" / "retouch_package.json").write_text(json.dumps(ref, indent=2) + "\n")
     (out / "text_encoder").mkdir(exist_ok=True)
     (out / "text_encoder" / "retouch_package.json").write_text(json.dumps(TEXT_PACKAGE, indent=2) + "\n")
     index = {

@@ -1,0 +1,158 @@
+"""The Python API of an edit: load and check inputs, run a method, chain turns.
+
+    from retouch.edit import Editor
+    ed = Editor("turbo")
+    turns = ed.edit(image, "make the circle blue", then=["turn the background into a brick wall"])
+    turns[-1].image  # HxWx3 uint8, the input's size
+
+Each turn starts from the previous turn's output.  Inputs are checked before any model runs: an
+unreadable file, a transparent image, a mask of the wrong size or mode, an empty instruction --
+each a ``ValueError`` / ``FileNotFoundError`` that names what was wrong.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .methods import EditRequest, EditResult, Method, Progress, get_method
+
+logger = logging.getLogger(__name__)
+
+MIN_SIDE, MAX_SIDE = 16, 4096
+MASK_MODES = ("1", "L")
+
+
+def _open(p: Path, what: str) -> Image.Image:
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p} not found")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            return im
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{p} is not a readable image ({e})") from e
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB; grey and palette images are converted, transparent ones refused."""
+    p = Path(path)
+    img = _open(p, "image")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        alpha = np.asarray(img.convert("RGBA"))[..., 3]
+        if (alpha < 255).any():
+            raise ValueError(f"{p} has transparent pixels (mode {img.mode}); flatten it onto a background first")
+    if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA", "I;16", "CMYK", "YCbCr"):
+        raise ValueError(f"{p}: unsupported image mode {img.mode!r}")
+    arr = np.asarray(img.convert("RGB"))
+    check_image(arr, str(p))
+    return arr
+
+
+def check_image(arr: np.ndarray, name: str = "the image") -> None:
+    if not isinstance(arr, np.ndarray) or arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"{name} must be an HxWx3 uint8 RGB array, got {getattr(arr, 'shape', None)} {getattr(arr, 'dtype', '')}")
+    h, w = arr.shape[:2]
+    if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
+        raise ValueError(f"{name} is {w}x{h}; sides must lie in [{MIN_SIDE}, {MAX_SIDE}] pixels")
+
+
+def load_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """A single-channel mask file (mode 1 or L; white = edit) of the image's (H, W) as a boolean array."""
+    p = Path(path)
+    m = _open(p, "mask")
+    if m.mode not in MASK_MODES:
+        raise ValueError(f"mask {p} has mode {m.mode!r}; it must be single-channel (mode 'L' or '1', white = edit): convert it first")
+    arr = np.asarray(m)
+    return check_mask(arr > (0 if m.mode == "1" else 127), size, str(p))
+
+
+def check_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the mask") -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D HxW array, got shape {m.shape}")
+    if m.shape != tuple(size):
+        raise ValueError(f"{name} is {m.shape[1]}x{m.shape[0]} but the image is {size[1]}x{size[0]}: they must match")
+    m = m.astype(bool)
+    if not m.any():
+        raise ValueError(f"{name} selects no pixel: nothing would be edited")
+    return m
+
+
+@dataclass
+class Turn:
+    instruction: str | None
+    image: np.ndarray
+    result: EditResult
+    seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Editor:
+    """One method, loaded once, for any number of edits and turns."""
+
+    def __init__(self, method: str | Method = "turbo", **options: Any) -> None:
+        self.method = get_method(method, **options) if isinstance(method, str) else method
+
+    def edit(
+        self,
+        image: np.ndarray,
+        instruction: str | None = None,
+        *,
+        target_prompt: str | None = None,
+        source_prompt: str | None = None,
+        mask: np.ndarray | None = None,
+        strength: float | None = None,
+        then: list[str] | tuple[str, ...] = (),
+        callback: Progress | None = None,
+    ) -> list[Turn]:
+        """Edit ``image``, then apply each instruction of ``then`` to the previous output.
+
+        ``target_prompt`` / ``source_prompt`` apply to the first turn only (later turns are captioned
+        afresh); ``mask`` (HxW bool, True = edit) applies to every turn.
+        """
+        check_image(image)
+        if mask is not None:
+            mask = check_mask(mask, image.shape[:2])
+        if (instruction is None or not instruction.strip()) and not target_prompt:
+            raise ValueError("give an instruction or a target caption: the instruction is empty")
+        for k, ins in enumerate(then):
+            if not isinstance(ins, str) or not ins.strip():
+                raise ValueError(f"follow-up instruction {k + 1} is empty")
+        if strength is not None and "strength" not in inspect.signature(self.method.edit).parameters:
+            raise ValueError(f"method {self.method.name!r} has no edit strength; only turbo takes --strength")
+        turns: list[Turn] = []
+        current = image
+        for k, ins in enumerate([instruction, *then]):
+            req = EditRequest(
+                image=current,
+                instruction=ins,
+                source_prompt=source_prompt if k == 0 else None,
+                target_prompt=target_prompt if k == 0 else None,
+                mask=mask,
+            )
+            t0 = time.perf_counter()
+            kw = {"strength": strength} if strength is not None else {}
+            res = self.method.edit(req, callback=callback, **kw)
+            turns.append(Turn(ins, res.image, res, time.perf_counter() - t0, res.info))
+            current = res.image
+        return turns
+
+
+def save_image(image: np.ndarray, path: str | Path) -> Path:
+    """Write atomically: a temporary file renamed into place, so a failure never leaves half an image."""
+    p = Path(path)
+    if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise ValueError(f"{p}: output must be .png, .jpg or .webp")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.stem + ".tmp" + p.suffix)
+    Image.fromarray(image).save(tmp)
+    tmp.replace(p)
+    return p
