@@ -90,7 +90,13 @@ class InversionNet(nn.Module):
             t = t.expand(b)
         cond = cond.broadcast_to(b)
         inp = torch.cat([x0, prev], dim=1).float()  # (B, 2C, h, w)
-        out = self.unet(inp, t, encoder_hidden_states=cond.tokens.float(), return_dict=False)[0]  # (B, 2C, h, w)
+        added = None
+        if getattr(self.unet.config, "addition_embed_type", None) == "text_time":
+            # SDXL: the pooled text embedding and the size ids join the time embedding, as in the generator
+            if cond.pooled is None or cond.add_time_ids is None:
+                raise ValueError("this inversion network's UNet needs SDXL conditioning: pooled text embeddings and add_time_ids")
+            added = {"text_embeds": cond.pooled.float(), "time_ids": cond.add_time_ids.float()}  # (B, P), (B, 6)
+        out = self.unet(inp, t, encoder_hidden_states=cond.tokens.float(), added_cond_kwargs=added, return_dict=False)[0]  # (B, 2C, h, w)
         mean, logvar = out.float().chunk(2, dim=1)  # (B, C, h, w) each
         return mean, logvar.clamp(-20.0, 5.0)
 
