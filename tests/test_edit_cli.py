@@ -63,6 +63,9 @@ def test_bad_inputs_are_clear_errors_and_write_nothing(scene_png, tmp_path, caps
         (["edit", str(src), "make it a pencil sketch", "-o", str(tmp_path / "x.gif")], "must be .png"),
         (["edit", str(src), "make it a pencil sketch", "--method", "ddim4", "--strength", "0.5", "-o", str(out)], "no edit strength"),
         (["edit", str(src), "make it a pencil sketch", "--method", "magic", "-o", str(out)], "unknown method 'magic'"),
+        (["edit", str(src), "make it a pencil sketch", "--target-prompt", "a pencil sketch", "-o", str(out)], "not both"),
+        (["edit", str(src), "make it a pencil sketch", "--strength", "3", "-o", str(out)], "--strength must lie in [0, 1.5]"),
+        (["edit", str(src), "make it a pencil sketch", "--rewriter", "gpt9", "-o", str(out)], "unknown rewriter 'gpt9'"),
     ]
     for argv, msg in cases:
         assert main(argv) == 2, argv
@@ -100,3 +103,12 @@ def test_strength_moves_monotonically_toward_the_target(scene_png):
     inv, _, _ = m.invert(img, m.captioner.caption(img))
     recon = m.backbone.decode_latents(inv.recons[-1])[0].astype(float)
     assert np.abs(outs[0.0] - recon).max() <= 1.0
+
+
+def test_a_failing_later_turn_keeps_the_finished_ones(scene_png, tmp_path, capsys):
+    src, scene = scene_png
+    out = tmp_path / "o.png"
+    style = "a pencil sketch" if "pencil" not in detailed_caption(scene) else "a watercolor painting"
+    assert main(["edit", str(src), f"make it {style}", "-o", str(out), "--then", "make the elephant fly"]) == 2
+    assert "cannot map" in capsys.readouterr().err
+    assert (tmp_path / "o.turn1.png").is_file() and not out.exists()

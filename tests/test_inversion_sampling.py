@@ -133,3 +133,16 @@ def test_pair_sampler_matches_two_single_runs():
     assert torch.allclose(tgt_g, sample_ddim(den, x, ts, _cond(-0.2), guidance=2.0, uncond=_cond(0.0)), atol=1e-6)
     with pytest.raises(ValueError, match="unconditional"):
         sample_ddim_pair(den, x, ts, _cond(0.1), _cond(-0.2), guidance=2.0)
+
+
+def test_new_samplers_check_their_inputs():
+    den = CondDenoiser()
+    x = torch.zeros(1, 4, 8, 8)
+    with pytest.raises(ValueError, match="decrease strictly"):
+        invert_ddim(den, x, [249, 499], _cond(0.0))
+    with pytest.raises(ValueError, match="at least one timestep"):
+        invert_turbo(ConstInverter(x), den, x, [], _cond(0.0))
+    with pytest.raises(ValueError, match="one residual per timestep"):
+        sample_ddpm(den, x, [999, 499], [x], _cond(0.0))
+    with pytest.raises(ValueError, match="one image"):
+        sample_ddim_pair(den, torch.zeros(2, 4, 8, 8), [999], _cond(0.0), _cond(0.1))

@@ -120,3 +120,17 @@ def test_smollm2_backend_loads_the_wheel_and_rewrites():
         assert "rewriter" in str(err)
     else:
         assert out != e.source_caption
+
+
+def test_substitution_direction_follows_the_instruction():
+    from retouch.rewrite import apply_substitution
+
+    cap = (
+        "a flat illustration of two objects on a white wall: a small red solid star with a moon emblem, upright, at the top left; "
+        "a large blue dotted circle with a bolt emblem, upright, at the bottom right."
+    )
+    # written backwards, and "blue" is in the caption too (the circle): the star must turn blue, not the circle red
+    assert apply_substitution(cap, "make the star blue", "blue -> red") == cap.replace("small red solid star", "small blue solid star")
+    assert apply_substitution(cap, "make the star blue", "Answer: Red \u2192 blue.") == cap.replace("small red", "small blue")
+    with pytest.raises(ValueError, match="does not match"):
+        apply_substitution(cap, "make the star blue", "red -> green")

@@ -189,8 +189,10 @@ def cmd_edit(a: argparse.Namespace) -> int:
     # every input is read and checked before a model loads
     image = load_image(a.image)
     mask = load_mask(a.mask, image.shape[:2]) if a.mask else None
-    if (a.instruction is None or not a.instruction.strip()) and not a.target_prompt:
+    if (a.instruction is None or not a.instruction.strip()) and not (a.target_prompt and a.target_prompt.strip()):
         raise ValueError("the instruction is empty (give an INSTRUCTION or --target-prompt)")
+    if a.instruction and a.instruction.strip() and a.target_prompt and a.target_prompt.strip():
+        raise ValueError("give an INSTRUCTION or --target-prompt, not both (the caption would override the instruction)")
     options: dict = {}
     if a.model:
         options["model"] = a.model
@@ -201,25 +203,29 @@ def cmd_edit(a: argparse.Namespace) -> int:
             options["mask_threshold"] = a.mask_threshold
         if a.auto_mask is not None:
             options["mask"] = a.auto_mask
-    elif a.inversion or a.mask_threshold is not None or a.auto_mask is not None:
-        raise ValueError(f"--inversion, --mask-threshold and --auto-mask belong to --method turbo, not {a.method}")
+        if a.compose is not None:
+            options["compose"] = a.compose
+    elif a.inversion or a.mask_threshold is not None or a.auto_mask is not None or a.compose is not None:
+        raise ValueError(f"--inversion, --mask-threshold, --auto-mask and --compose belong to --method turbo, not {a.method}")
     if a.rewriter != "rules" or a.rewriter_url or a.rewriter_model:
         options["rewriter"] = a.rewriter
         ropts = {k: v for k, v in (("base_url", a.rewriter_url), ("model", a.rewriter_model)) if v}
         if ropts:
             options["rewriter_options"] = ropts
+    if a.strength is not None and a.method != "turbo":
+        raise ValueError(f"method {a.method!r} has no edit strength; only turbo takes --strength")
+    if a.strength is not None and not 0.0 <= a.strength <= 1.5:
+        raise ValueError(f"--strength must lie in [0, 1.5], got {a.strength}")
+    from .rewrite import REWRITERS
+
+    if a.rewriter not in REWRITERS:
+        raise ValueError(f"unknown rewriter {a.rewriter!r}; known: {', '.join(sorted(REWRITERS))}")
     editor = Editor(a.method, **options)
-    turns = editor.edit(
-        image,
-        a.instruction,
-        target_prompt=a.target_prompt,
-        source_prompt=a.source_prompt,
-        mask=mask,
-        strength=a.strength,
-        then=a.then or [],
-    )
-    for k, turn in enumerate(turns):
-        path = out if k == len(turns) - 1 else out.with_name(f"{out.stem}.turn{k + 1}{out.suffix}")
+    n_turns = 1 + len(a.then or [])
+
+    def save(k: int, turn) -> None:
+        # each turn is written as soon as it is done: a later turn's failure loses no finished work
+        path = out if k == n_turns - 1 else out.with_name(f"{out.stem}.turn{k + 1}{out.suffix}")
         save_image(turn.image, path)
         r = turn.result
         print(
@@ -234,8 +240,20 @@ def cmd_edit(a: argparse.Namespace) -> int:
                     "nfe_edit": r.nfe_edit,
                     "seconds": round(turn.seconds, 3),
                 }
-            )
+            ),
+            flush=True,
         )
+
+    editor.edit(
+        image,
+        a.instruction,
+        target_prompt=a.target_prompt,
+        source_prompt=a.source_prompt,
+        mask=mask,
+        strength=a.strength,
+        then=a.then or [],
+        on_turn=save,
+    )
     return 0
 
 
@@ -375,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument(
         "--auto-mask", default=None, choices=["attention", "difference", "none"], help="turbo: mask without --mask (default attention)"
     )
+    ed.add_argument(
+        "--compose", default=None, choices=["adaptive", "delta", "paste"], help="turbo: how the edit returns to pixels (default adaptive)"
+    )
     ed.add_argument("--rewriter", default="rules", help="instruction -> caption backend: rules, smollm2 or openai")
     ed.add_argument("--rewriter-url", default=None, help="openai: base URL of an OpenAI-compatible endpoint")
     ed.add_argument("--rewriter-model", default=None, help="openai: model name")
@@ -396,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.fn(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # OSError covers FileNotFoundError, PermissionError, ...
         print(f"retouch: error: {e}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def _open(p: Path, what: str) -> Image.Image:
         with Image.open(p) as im:
             im.load()
             return im
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise ValueError(f"{p} is not a readable image ({e})") from e
 
 
@@ -49,8 +50,8 @@ def load_image(path: str | Path) -> np.ndarray:
         alpha = np.asarray(img.convert("RGBA"))[..., 3]
         if (alpha < 255).any():
             raise ValueError(f"{p} has transparent pixels (mode {img.mode}); flatten it onto a background first")
-    if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA", "I;16", "CMYK", "YCbCr"):
-        raise ValueError(f"{p}: unsupported image mode {img.mode!r}")
+    if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr"):
+        raise ValueError(f"{p}: unsupported image mode {img.mode!r} (16-bit and float images: convert to 8-bit RGB first)")
     arr = np.asarray(img.convert("RGB"))
     check_image(arr, str(p))
     return arr
@@ -112,17 +113,26 @@ class Editor:
         strength: float | None = None,
         then: list[str] | tuple[str, ...] = (),
         callback: Progress | None = None,
+        on_turn: Callable[[int, Turn], None] | None = None,
     ) -> list[Turn]:
         """Edit ``image``, then apply each instruction of ``then`` to the previous output.
 
         ``target_prompt`` / ``source_prompt`` apply to the first turn only (later turns are captioned
-        afresh); ``mask`` (HxW bool, True = edit) applies to every turn.
+        afresh); ``mask`` (HxW bool, True = edit) applies to every turn.  ``on_turn(k, turn)`` runs as
+        each turn finishes (the CLI saves it there, so a later turn's failure loses no finished work).
         """
         check_image(image)
         if mask is not None:
             mask = check_mask(mask, image.shape[:2])
-        if (instruction is None or not instruction.strip()) and not target_prompt:
+        target_prompt = _text_or_none(target_prompt, "target caption")
+        source_prompt = _text_or_none(source_prompt, "source caption")
+        instruction = _text_or_none(instruction, "instruction")
+        if instruction is None and target_prompt is None:
             raise ValueError("give an instruction or a target caption: the instruction is empty")
+        if instruction is not None and target_prompt is not None:
+            raise ValueError("give an instruction or a target caption, not both (the caption would override the instruction)")
+        if isinstance(then, str):
+            raise ValueError("then= takes a list of instructions, not one string")
         for k, ins in enumerate(then):
             if not isinstance(ins, str) or not ins.strip():
                 raise ValueError(f"follow-up instruction {k + 1} is empty")
@@ -142,8 +152,18 @@ class Editor:
             kw = {"strength": strength} if strength is not None else {}
             res = self.method.edit(req, callback=callback, **kw)
             turns.append(Turn(ins, res.image, res, time.perf_counter() - t0, res.info))
+            if on_turn is not None:
+                on_turn(k, turns[-1])
             current = res.image
         return turns
+
+
+def _text_or_none(text: str | None, what: str) -> str | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise ValueError(f"the {what} must be a string, got {type(text).__name__}")
+    return text.strip() or None
 
 
 def save_image(image: np.ndarray, path: str | Path) -> Path:
@@ -153,6 +173,9 @@ def save_image(image: np.ndarray, path: str | Path) -> Path:
         raise ValueError(f"{p}: output must be .png, .jpg or .webp")
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.stem + ".tmp" + p.suffix)
-    Image.fromarray(image).save(tmp)
-    tmp.replace(p)
+    try:
+        Image.fromarray(image).save(tmp)
+        tmp.replace(p)
+    finally:
+        tmp.unlink(missing_ok=True)
     return p

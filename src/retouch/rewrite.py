@@ -168,34 +168,50 @@ def smollm2_path() -> Path:
     return path
 
 
+STOPWORDS = frozenset({"a", "an", "the", "of", "on", "with", "to", "at", "it", "and", "into", "in", "make", "change", "turn"})
+
+
 def apply_substitution(caption: str, instruction: str, answer: str) -> str:
-    """Apply an ``old -> new`` answer to ``caption``.  Where ``old`` occurs more than once, the occurrence
-    in the clause (split at ';' and ':') that shares most words with the instruction is replaced."""
-    line = answer.strip().splitlines()[0] if answer.strip() else ""
+    """Apply an ``old -> new`` answer to ``caption``.
+
+    The direction is the one whose replacement words the instruction asks for (a small model often
+    writes the arrow backwards: "blue -> red" for "make the red star blue"); an answer that fits
+    neither direction is refused, one that fits both is taken as written.  Where ``old`` occurs more than once, the occurrence in the
+    clause (split at ';' and ':') that shares most words with the instruction is replaced.
+    """
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"the rewriter could not map {instruction!r} to a change of the caption ({why})")
+
+    line = answer.strip().splitlines()[0].strip() if answer.strip() else ""
+    line = re.sub(r"^\w+:\s*", "", line).replace("\u2192", "->")  # "Answer: red -> blue", "red \u2192 blue"
     if "->" not in line:
-        raise ValueError(f"the rewriter could not map {instruction!r} to a change of the caption (answer {line[:60]!r})")
-    old, new = (s.strip().strip("\"'.") for s in line.split("->", 1))
-    if not old or not new or old == new:
-        raise ValueError(f"the rewriter could not map {instruction!r} to a change of the caption (answer {line[:60]!r})")
+        raise refuse(f"answer {line[:60]!r}")
+    old, new = (part.strip().strip("\"'.,;:").strip() for part in line.split("->", 1))
+    if not old or not new or old.lower() == new.lower():
+        raise refuse(f"answer {line[:60]!r}")
 
-    def find(word: str) -> list[re.Match]:
-        return list(re.finditer(r"\b" + re.escape(word) + r"\b", caption))
+    def find(words: str) -> list[re.Match]:
+        return list(re.finditer(r"(?<!\w)" + re.escape(words) + r"(?!\w)", caption, flags=re.IGNORECASE))
 
+    def content(text: str) -> set[str]:
+        return set(re.findall(r"[a-z]+", text.lower())) - STOPWORDS
+
+    asked = content(instruction)
+    fits = [(o, n) for o, n in ((old, new), (new, old)) if find(o) and content(n) and content(n) <= asked | content(o)]
+    fits = [(o, n) for o, n in fits if content(n) & asked]
+    if not fits:
+        if not find(old) and not find(new):
+            raise ValueError(f"the rewriter proposed replacing {old!r}, which is not in the caption (instruction {instruction!r})")
+        raise refuse(f"answer {line[:60]!r} does not match what the instruction asks for")
+    old, new = fits[0]  # both directions fit when the instruction names both words: keep the one written
     hits = find(old)
-    if not hits and find(new):
-        # a small model often writes the arrow backwards ("blue -> red" for "make the red star blue"):
-        # only one side can be the caption's own words
-        old, new = new, old
-        hits = find(old)
-    if not hits:
-        raise ValueError(f"the rewriter proposed replacing {old!r}, which is not in the caption (instruction {instruction!r})")
-    words = set(re.findall(r"[a-z]+", instruction.lower()))
     bounds = [0] + [m.end() for m in re.finditer(r"[;:]", caption)] + [len(caption)]
 
     def overlap(m: re.Match) -> int:
         start = max(b for b in bounds if b <= m.start())
         end = min(b for b in bounds if b >= m.end())
-        return len(words & set(re.findall(r"[a-z]+", caption[start:end].lower())))
+        return len(asked & content(caption[start:end]))
 
     best = max(hits, key=overlap)
     return caption[: best.start()] + new + caption[best.end() :]

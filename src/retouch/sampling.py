@@ -38,6 +38,18 @@ def timesteps_for(n_steps: int, num_train: int = 1000) -> list[int]:
     return [round(num_train + k * delta) - 1 for k in range(n_steps)]
 
 
+def check_timesteps(denoiser: Denoiser, timesteps: Sequence[int], who: str) -> list[int]:
+    """``timesteps`` as ints, strictly decreasing inside the training schedule, or a ValueError naming ``who``."""
+    ts = [int(t) for t in timesteps]
+    if not ts:
+        raise ValueError(f"{who} needs at least one timestep")
+    if any(b >= a for a, b in zip(ts, ts[1:], strict=False)):
+        raise ValueError(f"{who}: timesteps must decrease strictly, got {ts}")
+    if ts[0] >= denoiser.num_train_timesteps or ts[-1] < 0:
+        raise ValueError(f"{who}: timesteps must lie in [0, {denoiser.num_train_timesteps}), got {ts}")
+    return ts
+
+
 def sample_ddim(
     denoiser: Denoiser,
     x: Tensor,
@@ -57,13 +69,7 @@ def sample_ddim(
     DDIMScheduler with set_alpha_to_one).  With ``guidance`` != 1 the raw predictions are mixed as
     uncond + guidance * (cond - uncond) (classifier-free guidance), which needs ``uncond``.
     """
-    ts = [int(t) for t in timesteps]
-    if not ts:
-        raise ValueError("sample_ddim needs at least one timestep")
-    if any(b >= a for a, b in zip(ts, ts[1:], strict=False)):
-        raise ValueError(f"timesteps must decrease strictly, got {ts}")
-    if ts[0] >= denoiser.num_train_timesteps or ts[-1] < 0:
-        raise ValueError(f"timesteps must lie in [0, {denoiser.num_train_timesteps}), got {ts}")
+    ts = check_timesteps(denoiser, timesteps, "sample_ddim")
     guided = guidance != 1.0
     if guided and uncond is None:
         raise ValueError(f"guidance {guidance} needs an unconditional conditioning (uncond)")
@@ -146,7 +152,7 @@ def invert_turbo(
     callback: StepCallback | None = None,
 ) -> TurboInversion:
     """Algorithm 1 (iterative inversion): 2 network evaluations per timestep, x_{0,T+1} = 0."""
-    ts = [int(t) for t in timesteps]
+    ts = check_timesteps(denoiser, timesteps, "invert_turbo")
     prev = torch.zeros_like(x0)
     noises, recons = [], []
     for i, t in enumerate(ts):
@@ -174,6 +180,9 @@ def sample_turbo(
     the edit has moved from the inversion, as DiffEdit).
     One network evaluation per timestep.
     """
+    check_timesteps(denoiser, inversion.timesteps, "sample_turbo")
+    if len(inversion.noises) != len(inversion.timesteps) or len(inversion.recons) != len(inversion.timesteps):
+        raise ValueError("an inversion needs one noise and one reconstruction per timestep")
     prev = torch.zeros_like(inversion.noises[0])
     n = len(inversion.timesteps)
     for i, (t, eps) in enumerate(zip(inversion.timesteps, inversion.noises, strict=True)):
@@ -213,7 +222,7 @@ def invert_ddim(
     predicts the noise at the current point, labelled with the next (noisier) timestep, and moves
     along it -- the linearisation that makes few-step DDIM inversion drift.
     """
-    ts = [int(t) for t in timesteps][::-1]
+    ts = check_timesteps(denoiser, timesteps, "invert_ddim")[::-1]
     x = x0
     a_cur = 1.0
     for i, t in enumerate(ts):
@@ -245,7 +254,7 @@ def invert_ddpm(
     x_s is stored: r_t = x_s - mu_t(x_t).  Returns (x at timesteps[0], residuals).  Storing
     r = sigma_t z_t rather than z_t covers the last step (sigma = 0, s = clean) in the same way.
     """
-    ts = [int(t) for t in timesteps]
+    ts = check_timesteps(denoiser, timesteps, "invert_ddpm")
     dev = generator.device if generator is not None else x0.device
     xs = []
     for t in ts:
@@ -284,7 +293,9 @@ def sample_ddpm(
     callback: StepCallback | None = None,
 ) -> Tensor:
     """The eta = 1 sampler driven by stored residuals (edit-friendly DDPM editing): x_s = mu_t(x_t) + r_t."""
-    ts = [int(t) for t in timesteps]
+    ts = check_timesteps(denoiser, timesteps, "sample_ddpm")
+    if len(residuals) != len(ts):
+        raise ValueError(f"sample_ddpm needs one residual per timestep: {len(residuals)} for {len(ts)}")
     for i, t in enumerate(ts):
         x = _ddpm_mean(denoiser, x, t, ts[i + 1] if i + 1 < len(ts) else None, cond, guidance, uncond) + residuals[i]
         if callback:
@@ -306,7 +317,9 @@ def sample_ddim_pair(
     """Deterministic DDIM of a source and a target branch from the same ``x`` (B=1) in one batch laid out
     [source half, target half] -- [u_src, c_src, u_tgt, c_tgt] with guidance -- so an attention
     controller (``models.p2p``) can hand the source's maps to the target.  ``on_step(i)`` runs before step i."""
-    ts = [int(t) for t in timesteps]
+    ts = check_timesteps(denoiser, timesteps, "sample_ddim_pair")
+    if x.shape[0] != 1:
+        raise ValueError(f"sample_ddim_pair runs one image (its two branches share the batch), got a batch of {x.shape[0]}")
     guided = guidance != 1.0
     if guided and uncond is None:
         raise ValueError(f"guidance {guidance} needs an unconditional conditioning (uncond)")

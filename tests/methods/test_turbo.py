@@ -63,8 +63,9 @@ def test_strength_zero_is_the_reconstruction(turbo):
     assert not np.array_equal(full.image, res.image)
 
 
-def test_delta_composition_returns_the_input_where_nothing_changed(tiny_shapes_dir, tiny_inversion_dir):
-    m = get_method("turbo", model=str(tiny_shapes_dir), captioner=None, mask="none", compose="delta")
+@pytest.mark.parametrize("compose", ["delta", "adaptive"])
+def test_delta_composition_returns_the_input_where_nothing_changed(tiny_shapes_dir, tiny_inversion_dir, compose):
+    m = get_method("turbo", model=str(tiny_shapes_dir), captioner=None, mask="none", compose=compose)
     img = _image(seed=4)
     same = m.edit(EditRequest(image=img, source_prompt=SRC, target_prompt=TGT), strength=0.0)
     assert np.array_equal(same.image, img)  # edit == reconstruction: the input, bit for bit
@@ -96,3 +97,19 @@ def test_clear_errors(turbo, tiny_shapes_dir, tiny_inversion_dir):
         get_method("turbo", model=str(tiny_shapes_dir), captioner=None, mask="magic")
     with pytest.raises(FileNotFoundError, match="no inversion network"):
         get_method("turbo", model=str(tiny_shapes_dir), inversion=str(tiny_shapes_dir), captioner=None)
+
+
+def test_adaptive_composition_follows_the_edit_where_it_moved_far():
+    from retouch.methods.turbo import compose_delta
+
+    src = np.full((4, 4, 3), 100, np.uint8)
+    recon = np.full((4, 4, 3), 90, np.uint8)
+    edited = recon.copy()
+    edited[0, 0] = 250  # a large change: the edit itself, no ghost of the source's detail
+    edited[1, 1] = 100  # a small change: source + (edited - recon)
+    out = compose_delta(src, edited, recon, adaptive=True, scale=48.0)
+    assert out[0, 0].tolist() == [250] * 3
+    small = 10 / 48.0
+    assert out[1, 1].tolist() == [round(small * 100 + (1 - small) * 110)] * 3
+    assert out[2, 2].tolist() == [100] * 3  # unchanged: the input
+    assert compose_delta(src, edited, recon, adaptive=False)[1, 1].tolist() == [110] * 3

@@ -5,7 +5,9 @@
   50 on the multi-step teacher with its classifier-free guidance.
 - ``ddim4-p2p`` / ``ddim50-p2p``: the same, with prompt-to-prompt attention injection (Hertz et al.
   2023): the target branch takes the source branch's maps for the first steps.
-- ``ddpm``: edit-friendly DDPM inversion (Huberman-Spiegelglas et al. 2024), 50 steps on the teacher.
+- ``ddpm``: edit-friendly DDPM inversion (Huberman-Spiegelglas et al. 2024), 50 steps on the teacher,
+  from t = 999 with every residual kept (the paper's reported setting skips the first steps, T_skip;
+  ``steps`` is the only knob here).
 
 Captions come as for ``turbo``: the request's, or the captioner's and the rewriter's.  With a user
 mask the input's pixels are returned outside it; otherwise the whole re-generated image is.
@@ -54,12 +56,12 @@ class CaptionBaseline(Method):
         from ..rewrite import get_rewriter
 
         self.settings = s = BaselineSettings(**options)
+        self.rewriter = get_rewriter(s.rewriter, **(s.rewriter_options or {}))  # a bad name fails before any model loads
         model = s.model or str(TEACHER_MODEL if self.default_model == "teacher" else DEFAULT_MODEL)
         self.backbone = load_backbone(model, device=s.device)
         self.steps = s.steps or self.default_steps
         self.timesteps = timesteps_for(self.steps, self.backbone.denoiser.num_train_timesteps)
         self.guidance = self.backbone.default_guidance if s.guidance is None else s.guidance
-        self.rewriter = get_rewriter(s.rewriter, **(s.rewriter_options or {}))
         self.captioner = make_captioner(s.captioner)
 
     def edit(self, request: EditRequest, callback: Progress | None = None) -> EditResult:
@@ -102,7 +104,9 @@ class DDIMBaseline(CaptionBaseline):
             tok(c, padding="max_length", max_length=c_src.tokens.shape[1], truncation=True)["input_ids"] for c in (caps.source, caps.target)
         ]
         mapper, aligned = token_mapper(ids[0], ids[1])
-        control = InjectionControl(mapper, aligned, cross_steps=round(s.cross_frac * n), self_steps=round(s.self_frac * n))
+        control = InjectionControl(
+            mapper, aligned, cross_steps=round(s.cross_frac * n), self_steps=round(s.self_frac * n), guided=self.guidance != 1.0
+        )
 
         def on_step(i: int) -> None:
             control.step = i

@@ -132,11 +132,16 @@ def attention_mask(maps_src: Tensor | None, idx_src: list[int], maps_tgt: Tensor
         if maps is None or not idx:
             continue
         idx = [i for i in idx if i < maps.shape[1]]
+        if not idx:
+            continue
         m = maps[:, idx].sum(1, keepdim=True)  # (B, 1, h, w)
         m = m / m.amax(dim=(2, 3), keepdim=True).clamp(min=1e-8)
         acc = m if acc is None else torch.maximum(acc, m)
     if acc is None:
-        raise ValueError("the captions differ in no token: no attention mask can be built")
+        raise ValueError(
+            "the captions differ in no token the text encoder reads (identical, or the change lies past its token limit): "
+            "no attention mask can be built; give a mask or a shorter caption"
+        )
     return (acc >= threshold).float()
 
 

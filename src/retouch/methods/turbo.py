@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 MAX_STRENGTH = 1.5
 MASK_MODES = ("attention", "difference", "none")
+COMPOSE_MODES = ("delta", "adaptive", "paste")
 
 
 @dataclass
@@ -59,8 +60,10 @@ class TurboSettings:
     mask_blur: float = 1.0  # Gaussian blur radius of masks in latent pixels
     # how the decoded edit returns to pixels inside the mask (outside it the input is kept as it is):
     # "delta" (the input plus the edit's change from the reconstruction: details the autoencoder and
-    # the inversion lose are kept wherever the edit did not change them) or "paste" (the decoded edit)
-    compose: str = "delta"
+    # the inversion lose are kept wherever the edit did not change them), "adaptive" (delta where the
+    # edit changed little, the decoded edit where it changed much: no ghost of a replaced texture) or
+    # "paste" (the decoded edit)
+    compose: str = "adaptive"
     rewriter: str = "rules"
     rewriter_options: dict | None = None
     captioner: str | None = "scene-reader"  # None: captions must come with the request
@@ -78,21 +81,21 @@ class TurboEdit(Method):
             raise ValueError(f"strength must lie in [0, {MAX_STRENGTH}], got {s.strength}")
         if s.mask not in MASK_MODES:
             raise ValueError(f"mask must be one of {MASK_MODES}, got {s.mask!r}")
-        if s.compose not in ("paste", "delta"):
-            raise ValueError(f"compose must be 'paste' or 'delta', got {s.compose!r}")
+        if s.compose not in COMPOSE_MODES:
+            raise ValueError(f"compose must be one of {COMPOSE_MODES}, got {s.compose!r}")
         if not 0.0 < s.mask_threshold <= 1.0:
             raise ValueError(f"mask_threshold must lie in (0, 1], got {s.mask_threshold}")
         from ..models.backbone import DEFAULT_MODEL, load_backbone
         from ..models.inversion import load_inversion
         from ..rewrite import get_rewriter
 
+        self.rewriter = get_rewriter(s.rewriter, **(s.rewriter_options or {}))  # a bad name fails before any model loads
         model = s.model or str(DEFAULT_MODEL)
         self.backbone = load_backbone(model, device=s.device)
         inv_folder = Path(s.inversion) if s.inversion else Path(str(Path(model)).rstrip("/") + "-inversion")
         self.inverter = load_inversion(inv_folder, self.backbone.denoiser.unet, device=s.device)
         self.steps = s.steps or self.backbone.default_steps
         self.timesteps = timesteps_for(self.steps, self.backbone.denoiser.num_train_timesteps)
-        self.rewriter = get_rewriter(s.rewriter, **(s.rewriter_options or {}))
         self.captioner = make_captioner(s.captioner)
         self._cache: OrderedDict[str, tuple[TurboInversion, torch.Tensor]] = OrderedDict()
 
@@ -178,9 +181,9 @@ class TurboEdit(Method):
                 weight = np.ones(src.shape[:2], np.float32)
                 info["mask"] = "none"
         edited = from_working(bb.decode_latents(out)[0], src.shape[:2])
-        if s.compose == "delta":
+        if s.compose in ("delta", "adaptive"):
             recon = from_working(bb.decode_latents(inv.recons[-1])[0], src.shape[:2])
-            edited = (src.astype(np.int16) + edited.astype(np.int16) - recon.astype(np.int16)).clip(0, 255).astype(np.uint8)
+            edited = compose_delta(src, edited, recon, adaptive=s.compose == "adaptive")
         return EditResult(
             image=paste(src, edited, weight),
             nfe_edit=len(self.timesteps),
@@ -188,6 +191,17 @@ class TurboEdit(Method):
             s_inversion=s_inv,
             info=info,
         )
+
+
+def compose_delta(src: np.ndarray, edited: np.ndarray, recon: np.ndarray, adaptive: bool, scale: float = 48.0) -> np.ndarray:
+    """src + (edited - recon) per pixel; with ``adaptive``, weighted toward ``edited`` itself where the edit
+    moved far from the reconstruction (channel-mean change / ``scale`` grey levels, clipped to [0, 1])."""
+    s, e, r = (a.astype(np.float32) for a in (src, edited, recon))
+    out = s + e - r
+    if adaptive:
+        w = np.clip(np.abs(e - r).mean(-1, keepdims=True) / scale, 0.0, 1.0)  # (H, W, 1)
+        out = w * e + (1 - w) * out
+    return np.round(out).clip(0, 255).astype(np.uint8)
 
 
 def to_working_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

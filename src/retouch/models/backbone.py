@@ -265,8 +265,8 @@ class Backbone:
             ids, mask = _tokenize(tok, prompts, enc.device)  # (B, L)
             if enc.config.model_type == "bert":
                 # the Shapes model's sentence encoder: real tokens attend to real tokens only, and the
-                # padding positions are zero vectors (zero keys and values: an attention sink that
-                # carries nothing), which makes the conditioning independent of the padded length
+                # padding positions are zero vectors (zero keys and values: they add nothing to the
+                # attended value but share the softmax weight, so prompts always pad to the same length)
                 tokens = enc(ids, attention_mask=mask)[0] * mask[..., None].to(enc.dtype)  # (B, L, D)
                 return TextConditioning(tokens)
             use_mask = getattr(enc.config, "use_attention_mask", False)

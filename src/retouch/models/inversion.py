@@ -140,14 +140,18 @@ def load_inversion(folder: str | Path, unet: nn.Module, device: torch.device | s
         raise FileNotFoundError(
             f"{folder} holds no inversion network ({CONFIG} + {WEIGHTS}); train one with `retouch train recipes/shapes-inversion.json`"
         )
-    raw = json.loads((folder / CONFIG).read_text())
-    channels = raw.pop("channels", None)
-    raw.pop("_class_name", None)
-    if "targets" in raw:
-        raw["targets"] = tuple(raw["targets"])
-    if "full" in raw:
-        raw["full"] = tuple(raw["full"])
-    cfg = InversionConfig(**raw)
+    try:
+        raw = json.loads((folder / CONFIG).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        channels = raw.pop("channels", None)
+        raw.pop("_class_name", None)
+        for key in ("targets", "full"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        cfg = InversionConfig(**raw)
+    except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError; unknown keys a TypeError
+        raise ValueError(f"{folder / CONFIG} is not an inversion network config ({e})") from e
     if channels is not None and channels != int(unet.config.in_channels):
         raise ValueError(f"{folder} inverts a generator with {channels} latent channels, this one has {unet.config.in_channels}")
     net = InversionNet(unet, cfg)

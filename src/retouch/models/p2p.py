@@ -1,11 +1,13 @@
 """Prompt-to-prompt attention injection (Hertz et al. 2023, "Prompt-to-Prompt Image Editing with Cross
-Attention Control", sec. 3.2 "word swap" / "prompt refinement").
+Attention Control", sec. 3.2, the "prompt refinement" variant).
 
-The UNet runs the source and the target branch in one batch laid out as [source half, target half].
-For the first steps the target half's attention probabilities are replaced by the source half's:
-cross-attention columns of the target tokens that align with a source token (a difflib alignment of
-the token ids, as P2P's refinement mapper) take the source's column, new tokens keep their own;
-self-attention maps are copied whole.  This keeps the source's layout in the edited image.
+The UNet runs the source and the target branch in one batch: [source, target] without guidance,
+[u_source, c_source, u_target, c_target] with it.  For the first steps the *conditional* target
+branch takes the source's attention probabilities (as P2P's controller edits only the conditional
+half): cross-attention columns of target tokens that align with a source token (a difflib alignment
+of the token ids, P2P's refinement mapper) take the source's column, new or swapped words keep their
+own; self-attention maps are copied whole, at every resolution (the Shapes latents are 16x16; P2P
+limits the copy to maps of at most 16x16 on 64x64 SD latents).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class InjectionControl:
     aligned: Tensor  # (L,) 1 for aligned tokens
     cross_steps: int
     self_steps: int
+    guided: bool = False  # batch [u_src, c_src, u_tgt, c_tgt] rather than [src, tgt]
     step: int = 0
     calls: dict = field(default_factory=dict)
 
@@ -60,16 +63,21 @@ class _InjectingProcessor:
         original = attn.get_attention_scores
 
         def scores(query: Tensor, key: Tensor, mask: Tensor | None = None) -> Tensor:
-            p = original(query, key, mask)  # (B * heads, N, L)
-            bh = p.shape[0]
-            half = bh // 2
-            src, tgt = p[:half], p[half:]
+            p = original(query, key, mask)  # (B * heads, N, L), batch-major
+            blocks = 4 if c.guided else 2
+            if p.shape[0] != blocks * attn.heads:
+                raise ValueError(
+                    f"prompt-to-prompt injection expects a batch of {blocks} branches, got {p.shape[0] // attn.heads}; "
+                    "run the UNet through sampling.sample_ddim_pair with one image"
+                )
+            parts = list(p.view(blocks, attn.heads, *p.shape[1:]))  # each (heads, N, L)
+            src, tgt = (1, 3) if c.guided else (0, 1)  # the conditional source and target branches
             if self.cross:
                 m, w = c.mapper.to(p.device), c.aligned.to(p.device, p.dtype)
-                new = src[..., m] * w + tgt * (1 - w)  # (B/2 * heads, N, L)
+                parts[tgt] = parts[src][..., m] * w + parts[tgt] * (1 - w)
             else:
-                new = src
-            return torch.cat([src, new])
+                parts[tgt] = parts[src]
+            return torch.stack(parts).view_as(p)
 
         attn.get_attention_scores = scores
         try:

@@ -76,7 +76,8 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     dev = pick_device(cfg.device)
     _, tcfg = load_recipe(cfg.teacher_recipe)
-    assert isinstance(tcfg, T2ITrainConfig)
+    if not isinstance(tcfg, T2ITrainConfig):
+        raise ValueError(f"teacher_recipe {cfg.teacher_recipe} is not a t2i recipe (its caches give the training data)")
     texts, _ = text_cache(tcfg)
     latents = latent_cache(tcfg)
     if cfg.detailed_only:
@@ -86,6 +87,8 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
         ids = np.array([i for i, (s, c) in enumerate(zip(scenes, caps, strict=True)) if c == detailed_caption(s)])
     else:
         ids = np.arange(len(latents))
+    if len(ids) == 0:
+        raise ValueError(f"no training scenes: the cache of {cfg.teacher_recipe} holds no detailed captions (p_detailed = 0?)")
     logger.info("training the inversion network on %d cached scenes", len(ids))
     gen, den = _load_generator(cfg.generator, dev)
     net = InversionNet(den.unet, InversionConfig(rank=cfg.rank, alpha=float(cfg.rank), generator=str(cfg.generator))).to(dev)
