@@ -112,3 +112,16 @@ def test_a_failing_later_turn_keeps_the_finished_ones(scene_png, tmp_path, capsy
     assert main(["edit", str(src), f"make it {style}", "-o", str(out), "--then", "make the elephant fly"]) == 2
     assert "cannot map" in capsys.readouterr().err
     assert (tmp_path / "o.turn1.png").is_file() and not out.exists()
+
+
+def test_then_from_source_reuses_the_first_inversion(scene_png, tmp_path, capsys):
+    src, scene = scene_png
+    bg = "a grassy field" if "grassy" not in detailed_caption(scene) else "a red brick wall"
+    style = "a pencil sketch" if "pencil" not in detailed_caption(scene) else "a watercolor painting"
+    out = tmp_path / "s.png"
+    argv = ["edit", str(src), f"change the background to {bg}", "-o", str(out), "--then", f"make it {style}", "--then-from", "source"]
+    assert main(argv) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert lines[1]["nfe_inversion"] == 0 and lines[1]["nfe_edit"] == 4  # the first turn's inversion, reused
+    assert lines[1]["source_caption"] == lines[0]["source_caption"]
+    assert bg in lines[1]["target_caption"] and style in lines[1]["target_caption"]  # both changes, chained

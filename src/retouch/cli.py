@@ -253,6 +253,7 @@ def cmd_edit(a: argparse.Namespace) -> int:
         strength=a.strength,
         then=a.then or [],
         on_turn=save,
+        then_from=a.then_from,
     )
     return 0
 
@@ -386,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--strength", type=float, default=None, help="turbo: edit strength, 0 (reconstruction) to 1.5 (default 1)")
     ed.add_argument(
         "--then", action="append", default=None, metavar="INSTRUCTION", help="a further instruction for the last output (repeatable)"
+    )
+    ed.add_argument(
+        "--then-from",
+        default="output",
+        choices=["output", "source"],
+        help="--then turns edit the last output (default) or re-edit the input with the chained caption (one inversion)",
     )
     ed.add_argument("--model", default=None, help="diffusers pipeline folder (default: the method's shipped model)")
     ed.add_argument("--inversion", default=None, help="turbo: inversion network folder (default: MODEL-inversion)")

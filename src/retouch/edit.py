@@ -114,13 +114,24 @@ class Editor:
         then: list[str] | tuple[str, ...] = (),
         callback: Progress | None = None,
         on_turn: Callable[[int, Turn], None] | None = None,
+        then_from: str = "output",
     ) -> list[Turn]:
         """Edit ``image``, then apply each instruction of ``then`` to the previous output.
 
-        ``target_prompt`` / ``source_prompt`` apply to the first turn only (later turns are captioned
-        afresh); ``mask`` (HxW bool, True = edit) applies to every turn.  ``on_turn(k, turn)`` runs as
-        each turn finishes (the CLI saves it there, so a later turn's failure loses no finished work).
+        ``target_prompt`` / ``source_prompt`` apply to the first turn only; ``mask`` (HxW bool, True =
+        edit) applies to every turn.  ``on_turn(k, turn)`` runs as each turn finishes (the CLI saves it
+        there, so a later turn's failure loses no finished work).
+
+        ``then_from="output"``: each turn captions, inverts and edits the previous output.
+        ``then_from="source"``: each turn rewrites the previous turn's *caption* and edits the first
+        image with it (TurboEdit's reuse of one inversion: later turns cost only the edit's
+        evaluations, and reconstruction errors do not compound).
         """
+        if then_from not in ("output", "source"):
+            raise ValueError(f"then_from must be 'output' or 'source', got {then_from!r}")
+        rewriter = getattr(self.method, "rewriter", None)
+        if then_from == "source" and then and rewriter is None:
+            raise ValueError(f"method {self.method.name!r} has no rewriter: it cannot chain captions (then_from='source')")
         check_image(image)
         if mask is not None:
             mask = check_mask(mask, image.shape[:2])
@@ -141,13 +152,22 @@ class Editor:
         turns: list[Turn] = []
         current = image
         for k, ins in enumerate([instruction, *then]):
-            req = EditRequest(
-                image=current,
-                instruction=ins,
-                source_prompt=source_prompt if k == 0 else None,
-                target_prompt=target_prompt if k == 0 else None,
-                mask=mask,
-            )
+            if k > 0 and then_from == "source":
+                prev = turns[-1].result.info
+                req = EditRequest(
+                    image=image,
+                    source_prompt=prev["source_caption"],
+                    target_prompt=rewriter.rewrite(prev["target_caption"], ins),
+                    mask=mask,
+                )
+            else:
+                req = EditRequest(
+                    image=current,
+                    instruction=ins,
+                    source_prompt=source_prompt if k == 0 else None,
+                    target_prompt=target_prompt if k == 0 else None,
+                    mask=mask,
+                )
             t0 = time.perf_counter()
             kw = {"strength": strength} if strength is not None else {}
             res = self.method.edit(req, callback=callback, **kw)
