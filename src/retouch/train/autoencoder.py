@@ -20,7 +20,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..world.render import render
 from ..world.scene import random_scene
 from . import register_task
-from .loop import pick_device, resume, save_checkpoint, warmup_cosine
+from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -189,12 +189,9 @@ def _fit(ae, params, opt, sched, pool: torch.Tensor, cfg: AutoencoderTrainConfig
 
 @register_task("autoencoder", AutoencoderTrainConfig)
 def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
-    torch.set_num_threads(cfg.threads)
+    out = start_run(cfg)
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt, dec_ckpt = out / "checkpoint.pt", out / "decoder_checkpoint.pt"
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     pool = render_pool(cfg.seed, cfg.pool)  # (N, H, W, 3) uint8
     mean = std = None
     dev = pick_device(cfg.device)

@@ -29,7 +29,7 @@ import os
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from ..world.scene import (
     random_scene,
 )
 from . import register_task
-from .loop import resume, save_checkpoint, warmup_cosine
+from .loop import resume, save_checkpoint, start_run, warmup_cosine
 from .reader import degrade
 
 logger = logging.getLogger(__name__)
@@ -527,9 +527,7 @@ def evaluate_world_clip(path_or_model: Any, n: int = 1000, pool: int = 100, seed
 def train_world_clip(cfg: WorldClipConfig) -> dict:
     from transformers import AutoTokenizer
 
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = start_run(cfg)
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file() and (out / "tokenizer.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(out)  # the one the checkpoint was trained with
@@ -547,7 +545,6 @@ def train_world_clip(cfg: WorldClipConfig) -> dict:
     )
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     step = resume(ckpt, model, opt, sched)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     loader = DataLoader(WorldPairs(cfg, start=step), batch_size=None, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     bf16 = cfg.bf16 and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     if cfg.bf16 and not bf16:

@@ -26,7 +26,7 @@ import copy
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from ..sampling import timesteps_for
 from . import register_task
-from .loop import pick_device, resume, save_checkpoint
-from .t2i import T2ITrainConfig, ema_update, make_scheduler, save_pipeline, text_cache
+from .loop import pick_device, resume, save_checkpoint, start_run
+from .t2i import ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +99,9 @@ def train_distill(cfg: DistillConfig) -> dict:
     from diffusers import UNet2DConditionModel
 
     from ..models.backbone import Denoiser
-    from ..train import load_recipe
 
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    _, tcfg = load_recipe(cfg.teacher_recipe)
-    assert isinstance(tcfg, T2ITrainConfig)
+    out = start_run(cfg)
+    tcfg = load_t2i_recipe(cfg.teacher_recipe)
     texts, null = text_cache(tcfg)  # the teacher's training captions; no latents needed here
     # the pairs belong to one teacher: its weights' size and time stamp are part of the key
     w = Path(cfg.teacher) / "unet" / "diffusion_pytorch_model.safetensors"

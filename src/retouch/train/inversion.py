@@ -15,15 +15,14 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from . import register_task
-from .loop import pick_device, resume, save_checkpoint, warmup_cosine
+from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +66,11 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
     from ..models.backbone import TextConditioning
     from ..models.inversion import InversionConfig, InversionNet, save_inversion
     from ..sampling import timesteps_for, turbo_step
-    from ..train import load_recipe
-    from .t2i import T2ITrainConfig, latent_cache, text_cache, training_captions
+    from .t2i import latent_cache, load_t2i_recipe, text_cache, training_captions
 
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    out = start_run(cfg)
     dev = pick_device(cfg.device)
-    _, tcfg = load_recipe(cfg.teacher_recipe)
-    if not isinstance(tcfg, T2ITrainConfig):
-        raise ValueError(f"teacher_recipe {cfg.teacher_recipe} is not a t2i recipe (its caches give the training data)")
+    tcfg = load_t2i_recipe(cfg.teacher_recipe)
     texts, _ = text_cache(tcfg)
     latents = latent_cache(tcfg)
     if cfg.detailed_only:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+def start_run(cfg: Any) -> Path:
+    """How every loop starts: ``cfg.threads`` CPU threads, the output folder ``cfg.out``, and the
+    settings written beside the checkpoint as ``train_config.json``.  Returns the folder."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    return out
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:

@@ -6,8 +6,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ from ..world.reader import SceneReader, SceneReaderConfig, read_scenes, scene_to
 from ..world.render import render
 from ..world.scene import random_scene
 from . import register_task
-from .loop import resume, save_checkpoint, warmup_cosine
+from .loop import resume, save_checkpoint, start_run, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +110,12 @@ def evaluate_reader(model: SceneReader, n: int, seed: int, refine: bool = True) 
 
 @register_task("scene-reader", ReaderTrainConfig)
 def train_reader(cfg: ReaderTrainConfig) -> dict:
-    torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = start_run(cfg)
     ckpt = out / "checkpoint.pt"
     model = SceneReader(SceneReaderConfig(width=cfg.width))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, 200, cfg.steps)
     step = resume(ckpt, model, opt, sched)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     data = RenderedScenes(cfg.seed, start=step * cfg.batch_size)
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     g = torch.Generator().manual_seed(cfg.seed + step)

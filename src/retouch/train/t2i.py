@@ -19,7 +19,7 @@ import logging
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from ..world.captions import detailed_caption, short_caption, varied_caption
 from ..world.render import render
 from ..world.scene import random_scene
 from . import register_task
-from .loop import pick_device, resume, save_checkpoint, warmup_cosine
+from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,16 @@ def encode_captions(enc: Any, tok: Any, captions: list[str], max_length: int, ba
         h = enc(**b).last_hidden_state * b.attention_mask[..., None]  # (b, l, 384)
         out[idx, : h.shape[1]] = h.numpy().astype(np.float16)
     return out
+
+
+def load_t2i_recipe(path: str | Path) -> T2ITrainConfig:
+    """The settings of a t2i recipe, whose caches (captions, token states, latents) later loops reuse."""
+    from . import load_recipe
+
+    _, cfg = load_recipe(path)
+    if not isinstance(cfg, T2ITrainConfig):
+        raise ValueError(f"{path} is not a t2i recipe (its caches give the training data)")
+    return cfg
 
 
 def training_captions(cfg: T2ITrainConfig) -> tuple[list, list[str]]:
@@ -302,11 +312,8 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 @register_task("t2i", T2ITrainConfig)
 def train_t2i(cfg: T2ITrainConfig) -> dict:
-    torch.set_num_threads(cfg.threads)
+    out = start_run(cfg)
     torch.manual_seed(cfg.seed)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     texts, null = text_cache(cfg)  # (N, L, 384), (L, 384)
     latents = latent_cache(cfg)
     n, c, h, _ = latents.shape
