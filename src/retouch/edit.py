@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +90,16 @@ def check_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the mask") 
 @dataclass
 class Turn:
     instruction: str | None
-    image: np.ndarray
     result: EditResult
     seconds: float
-    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.result.image
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.result.info
 
 
 class Editor:
@@ -171,7 +177,7 @@ class Editor:
             t0 = time.perf_counter()
             kw = {"strength": strength} if strength is not None else {}
             res = self.method.edit(req, callback=callback, **kw)
-            turns.append(Turn(ins, res.image, res, time.perf_counter() - t0, res.info))
+            turns.append(Turn(ins, res, time.perf_counter() - t0))
             if on_turn is not None:
                 on_turn(k, turns[-1])
             current = res.image

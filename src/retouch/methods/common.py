@@ -64,6 +64,18 @@ def mask_to_latent(mask: np.ndarray, latent_hw: tuple[int, int], radius: float, 
     return m.to(device)
 
 
+def to_working_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if mask.shape == size:
+        return mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), Image.BILINEAR)) > 127
+
+
+def upsample_mask(m: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+    """A (1, 1, h, w) latent mask -> HxW float weights at pixel resolution (bilinear)."""
+    up = torch.nn.functional.interpolate(m.float().cpu(), size=hw, mode="bilinear", align_corners=False)
+    return up[0, 0].clamp(0, 1).numpy()
+
+
 def paste(source: np.ndarray, edited: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """``weight`` * edited + (1 - weight) * source per pixel; exactly ``source`` where weight is 0."""
     w = weight[..., None].astype(np.float32)

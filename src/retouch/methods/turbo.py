@@ -27,7 +27,6 @@ from ..sampling import TurboInversion, invert_turbo, sample_turbo, timesteps_for
 from . import EditRequest, EditResult, Method, Progress, register_method
 from .common import (
     attention_mask,
-    blur_mask,
     changed_tokens,
     difference_mask,
     from_working,
@@ -37,6 +36,8 @@ from .common import (
     resolve_captions,
     size_multiple,
     to_working,
+    to_working_mask,
+    upsample_mask,
     working_size,
 )
 
@@ -159,7 +160,7 @@ class TurboEdit(Method):
 
                     out = sample_turbo(bb.denoiser, inv, cond, mask=local_blend, callback=cb)
                 soft = mask_to_latent(masks[-1][0, 0].cpu().numpy() > 0, lat_hw, s.mask_blur, bb.device)
-                weight = _upsample(soft, src.shape[:2])
+                weight = upsample_mask(soft, src.shape[:2])
                 info["mask"] = "attention"
                 info["mask_fraction"] = float(masks[-1].mean())
             elif s.mask == "difference":
@@ -173,7 +174,7 @@ class TurboEdit(Method):
 
                 out = sample_turbo(bb.denoiser, inv, cond, mask=diff_blend, callback=cb)
                 soft = mask_to_latent(seen[-1][0, 0].cpu().numpy() > 0, lat_hw, s.mask_blur, bb.device)
-                weight = _upsample(soft, src.shape[:2])
+                weight = upsample_mask(soft, src.shape[:2])
                 info["mask"] = "difference"
                 info["mask_fraction"] = float(seen[-1].mean())
             else:
@@ -204,18 +205,4 @@ def compose_delta(src: np.ndarray, edited: np.ndarray, recon: np.ndarray, adapti
     return np.round(out).clip(0, 255).astype(np.uint8)
 
 
-def to_working_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if mask.shape == size:
-        return mask
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), Image.BILINEAR)) > 127
-
-
-def _upsample(m: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
-    """A (1, 1, h, w) latent mask -> HxW float weights at pixel resolution (bilinear)."""
-    up = torch.nn.functional.interpolate(m.float().cpu(), size=hw, mode="bilinear", align_corners=False)
-    return up[0, 0].clamp(0, 1).numpy()
-
-
-__all__ = ["TurboEdit", "TurboSettings", "blur_mask"]
+__all__ = ["TurboEdit", "TurboSettings", "compose_delta"]
