@@ -140,47 +140,48 @@ class TurboEdit(Method):
         user_mask = request.mask
         info: dict = {"source_caption": caps.source, "target_caption": caps.target, "strength": strength, "inversion_reused": reused}
         cb = (lambda i, n, _x: callback(i, n)) if callback else None
+
+        def soft(m: torch.Tensor) -> torch.Tensor:
+            """A binary latent mask (1, 1, h, w) -> blurred, as the blend of Algorithm 2 uses it."""
+            return mask_to_latent(m[0, 0].cpu().numpy() > 0, lat_hw, s.mask_blur, bb.device)
+
+        masks: list[torch.Tensor] = []  # the automatic mask of each step (attention / difference)
         with torch.no_grad():
             if user_mask is not None:
                 m_lat = mask_to_latent(to_working_mask(user_mask, size), lat_hw, s.mask_blur, bb.device)
                 out = sample_turbo(bb.denoiser, inv, cond, mask=m_lat, callback=cb)
-                weight = user_mask.astype(np.float32)  # outside the user's mask: the input, bit for bit
                 info["mask"] = "user"
             elif s.mask == "attention":
                 only_src, only_tgt = changed_tokens(bb.tokenizers[0], caps.source, caps.target)
-                masks: list[torch.Tensor] = []
                 with capture_cross_attention(bb.denoiser.unet) as store:
 
                     def local_blend(i: int, _x: torch.Tensor) -> torch.Tensor:
                         # prompt-to-prompt's local blend: the maps gathered so far (source words from the
                         # inversion, target words from this edit) decide the mask of step i
-                        m = attention_mask(maps_src, only_src, store.maps(lat_hw), only_tgt, s.mask_threshold)
-                        masks.append(m)
-                        return mask_to_latent(m[0, 0].cpu().numpy() > 0, lat_hw, s.mask_blur, bb.device)
+                        masks.append(attention_mask(maps_src, only_src, store.maps(lat_hw), only_tgt, s.mask_threshold))
+                        return soft(masks[-1])
 
                     out = sample_turbo(bb.denoiser, inv, cond, mask=local_blend, callback=cb)
-                soft = mask_to_latent(masks[-1][0, 0].cpu().numpy() > 0, lat_hw, s.mask_blur, bb.device)
-                weight = upsample_mask(soft, src.shape[:2])
-                info["mask"] = "attention"
-                info["mask_fraction"] = float(masks[-1].mean())
             elif s.mask == "difference":
-                seen: list[torch.Tensor] = []
 
                 def diff_blend(i: int, x: torch.Tensor) -> torch.Tensor:
                     # the union over the steps so far of where the edit moved away from the inversion
                     m = difference_mask(x, inv.recons[i], s.mask_threshold)
-                    seen.append(m if not seen else torch.maximum(seen[-1], m))
-                    return mask_to_latent(seen[-1][0, 0].cpu().numpy() > 0, lat_hw, s.mask_blur, bb.device)
+                    masks.append(m if not masks else torch.maximum(masks[-1], m))
+                    return soft(masks[-1])
 
                 out = sample_turbo(bb.denoiser, inv, cond, mask=diff_blend, callback=cb)
-                soft = mask_to_latent(seen[-1][0, 0].cpu().numpy() > 0, lat_hw, s.mask_blur, bb.device)
-                weight = upsample_mask(soft, src.shape[:2])
-                info["mask"] = "difference"
-                info["mask_fraction"] = float(seen[-1].mean())
             else:
                 out = sample_turbo(bb.denoiser, inv, cond, callback=cb)
-                weight = np.ones(src.shape[:2], np.float32)
                 info["mask"] = "none"
+        if user_mask is not None:
+            weight = user_mask.astype(np.float32)  # outside the user's mask: the input, bit for bit
+        elif masks:
+            weight = upsample_mask(soft(masks[-1]), src.shape[:2])
+            info["mask"] = s.mask
+            info["mask_fraction"] = float(masks[-1].mean())
+        else:
+            weight = np.ones(src.shape[:2], np.float32)
         edited = from_working(bb.decode_latents(out)[0], src.shape[:2])
         if s.compose in ("delta", "adaptive"):
             recon = from_working(bb.decode_latents(inv.recons[-1])[0], src.shape[:2])
