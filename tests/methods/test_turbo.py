@@ -8,7 +8,7 @@ import torch
 
 from retouch.methods import EditRequest, get_method
 from retouch.methods.common import from_working, size_multiple, to_working, working_size
-from retouch.models.inversion import load_inversion
+from retouch.models.inversion import InversionConfig, InversionNet, load_inversion, load_inversion_weights
 
 SRC, TGT = "a red circle on a blue sky", "a green square on a blue sky"
 
@@ -30,6 +30,21 @@ def test_inversion_weights_round_trip(tiny_shapes_dir, tiny_inversion_dir, turbo
         a, b = net(x, x, 999, cond), turbo.inverter(x, x, 999, cond)
     assert torch.allclose(a[0], b[0], atol=1e-2)  # saved in fp16
     assert not torch.allclose(a[0], torch.zeros_like(a[0]))
+
+
+def test_a_fresh_network_takes_saved_weights_to_start_training_from(tiny_inversion_dir, turbo):
+    """The inversion recipe's ``init``: a new network on the (re-distilled) generator starts from a saved adapter."""
+    unet = turbo.backbone.denoiser.unet
+    fresh = InversionNet(unet, InversionConfig(rank=2, alpha=2.0))
+    x, cond = torch.randn(1, 4, 8, 8), turbo.backbone.encode_text([SRC])
+    with torch.no_grad():
+        before = fresh(x, x, 499, cond)[0]
+        load_inversion_weights(fresh, tiny_inversion_dir)
+        after, saved = fresh(x, x, 499, cond)[0], load_inversion(tiny_inversion_dir, unet)(x, x, 499, cond)[0]
+    assert not torch.allclose(before, after, atol=1e-3)
+    torch.testing.assert_close(after, saved)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_inversion_weights(InversionNet(unet, InversionConfig(rank=4, alpha=4.0)), tiny_inversion_dir)
 
 
 def test_output_keeps_size_and_counts_evaluations(turbo):

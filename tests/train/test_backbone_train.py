@@ -69,8 +69,12 @@ def test_backbone_recipes_run_end_to_end(tmp_path):
         "task": "t2i", "out": str(teacher_dir), "autoencoder": str(ae_dir), "cache": cache, "n_scenes": 6, "steps": 2,
         "batch_size": 3, "channels": [32, 32], "heads": 2, "ckpt_every": 1, "threads": 1, "default_steps": 3, "guidance": 2.0,
     }  # fmt: skip
+    # the teacher is made in two stages, as the shipped one: a base run, then a grounded continuation
+    # that trains the base first when it is missing
+    base = teacher | {"out": str(tmp_path / "base"), "steps": 1}
+    teacher |= {"grounding": 0.5, "object_weight": 2.0, "init": base["out"], "init_recipe": str(tmp_path / "base.json")}
     recipes = {}
-    for name, r in (("ae", ae), ("teacher", teacher)):
+    for name, r in (("ae", ae), ("base", base), ("teacher", teacher)):
         recipes[name] = tmp_path / f"{name}.json"
         recipes[name].write_text(json.dumps(r))
     student = {
@@ -87,6 +91,7 @@ def test_backbone_recipes_run_end_to_end(tmp_path):
     key = encoder_key(ae_dir)
     assert run_recipe(recipes["ae"], decoder_steps=3) and encoder_key(ae_dir) == key
     assert run_recipe(recipes["teacher"])["steps"] == 2
+    assert torch.load(tmp_path / "base" / "checkpoint.pt", weights_only=False)["step"] == 1
     assert torch.load(teacher_dir / "checkpoint.pt", weights_only=False)["step"] == 2
     assert run_recipe(recipes["student"])["steps"] == 2
 

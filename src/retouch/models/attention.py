@@ -26,10 +26,12 @@ class AttentionStore:
     """Head-averaged cross-attention probabilities per layer call: name -> list of (B, HW, L)."""
 
     probs: dict[str, list[Tensor]] = field(default_factory=dict)
+    keep_grad: bool = False  # True while training through the maps (the grounding loss); else they are detached
 
     def add(self, name: str, p: Tensor, heads: int) -> None:
         b = p.shape[0] // heads
-        self.probs.setdefault(name, []).append(p.reshape(b, heads, *p.shape[1:]).mean(1).detach().float())  # (B, HW, L)
+        p = p.reshape(b, heads, *p.shape[1:]).mean(1).float()  # (B, HW, L)
+        self.probs.setdefault(name, []).append(p if self.keep_grad else p.detach())
 
     def clear(self) -> None:
         self.probs.clear()

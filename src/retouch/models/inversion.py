@@ -133,8 +133,6 @@ def save_inversion(net: InversionNet, folder: str | Path, half: bool = True) -> 
 
 def load_inversion(folder: str | Path, unet: nn.Module, device: torch.device | str = "cpu") -> InversionNet:
     """An inversion network from ``folder``, built around a copy of the generator's ``unet``."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise FileNotFoundError(
@@ -155,10 +153,20 @@ def load_inversion(folder: str | Path, unet: nn.Module, device: torch.device | s
     if channels is not None and channels != int(unet.config.in_channels):
         raise ValueError(f"{folder} inverts a generator with {channels} latent channels, this one has {unet.config.in_channels}")
     net = InversionNet(unet, cfg)
-    state = load_file(str(folder / WEIGHTS))
+    load_inversion_weights(net, folder)
+    return net.to(device).eval()
+
+
+def load_inversion_weights(net: InversionNet, folder: str | Path) -> None:
+    """Put the adapter and convolutions saved in ``folder`` into ``net`` (which must have the same shapes)."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} holds no inversion weights ({WEIGHTS})")
+    state = load_file(str(path))
     own = net.unet.state_dict()
     bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
     if bad:
-        raise ValueError(f"{folder / WEIGHTS} does not fit this generator's UNet (e.g. {bad[:3]})")
+        raise ValueError(f"{path} does not fit this generator's UNet (e.g. {bad[:3]})")
     net.unet.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    return net.to(device).eval()

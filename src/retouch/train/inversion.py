@@ -46,6 +46,7 @@ class InversionTrainConfig:
     eval_seed: int = 8888
     threads: int = 1
     device: str = "auto"
+    init: str = ""  # an inversion folder to start from (its adapter on the new generator: a short fine-tune after re-distilling)
 
 
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -85,6 +86,11 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
     logger.info("training the inversion network on %d cached scenes", len(ids))
     gen, den = _load_generator(cfg.generator, dev)
     net = InversionNet(den.unet, InversionConfig(rank=cfg.rank, alpha=float(cfg.rank), generator=str(cfg.generator))).to(dev)
+    if cfg.init:
+        from ..models.inversion import load_inversion_weights
+
+        load_inversion_weights(net, cfg.init)
+        logger.info("initialised the inversion network from %s", cfg.init)
     params = [p for p in net.parameters() if p.requires_grad]
     logger.info("%d trainable parameters", sum(p.numel() for p in params))
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)

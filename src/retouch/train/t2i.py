@@ -27,10 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..world.captions import detailed_caption, short_caption, varied_caption
-from ..world.render import render
+from ..models.attention import AttentionStore, capture_cross_attention
+from ..world.captions import detailed_caption_spans, short_caption, varied_caption_spans
+from ..world.render import DEFAULT_SIZE, render
 from ..world.scene import random_scene
 from . import register_task
+from .grounding import GroundingLoss, footprints, token_slots
 from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
 
 logger = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ class T2ITrainConfig:
     layers_per_block: int = 1
     heads: int = 4
     prediction_type: str = "v_prediction"
-    min_snr_gamma: float = 5.0  # Min-SNR weighting (Hang et al. 2023): faster convergence
+    min_snr_gamma: float = 5.0  # Min-SNR weighting (Hang et al. 2023); 0: plain v-MSE (SNR+1 weighting in x0 terms)
     p_uncond: float = 0.1  # caption dropped for classifier-free guidance
     guidance: float = 3.0  # written to the folder as the default guidance of this model
     default_steps: int = 25
@@ -65,6 +67,12 @@ class T2ITrainConfig:
     threads: int = 2
     device: str = "auto"  # CUDA when present (trains in bfloat16 autocast there)
     init: str = ""  # a Shapes pipeline folder whose UNet starts training (to continue from shipped weights)
+    init_recipe: str = ""  # the recipe that makes ``init`` when that folder is missing (run first, so one command reproduces both stages)
+    grounding: float = 0.0  # weight of the token grounding loss (train/grounding.py; TokenCompose eq. 3) on detailed captions
+    grounding_skip: tuple[str, ...] = ("down_blocks.0.",)  # cross-attention layers left out of it
+    grounding_pixel: float = 1.0  # weight of its pixel term (an object's footprint reads its own phrase)
+    grounding_floor: float = 0.7  # the share of attention that term asks for
+    object_weight: float = 0.0  # the denoising loss weighs latent cells by 1 + object_weight * (object footprint share)
 
 
 def text_encoder_and_tokenizer(max_length: int = 128) -> tuple[Any, Any]:
@@ -111,21 +119,37 @@ def load_t2i_recipe(path: str | Path) -> T2ITrainConfig:
 
 def training_captions(cfg: T2ITrainConfig) -> tuple[list, list[str]]:
     """The cached scenes and one caption for each (the mix of ``p_detailed`` / ``p_varied`` / short)."""
-    scenes, caps = [], []
+    scenes, caps, _ = training_captions_spans(cfg)
+    return scenes, caps
+
+
+def training_captions_spans(cfg: T2ITrainConfig) -> tuple[list, list[str], list[list[tuple[int, int, int]] | None]]:
+    """``training_captions`` and, per caption, each object's ``(slot, start, end)`` characters (None for short captions,
+    which name no positions)."""
+    scenes, caps, spans = [], [], []
     for k in range(cfg.n_scenes):
         rng = random.Random(cfg.seed * 1_000_003 + k)
         scene = random_scene(rng)
         u = rng.random()
-        cap = (
-            detailed_caption(scene)
-            if u < cfg.p_detailed
-            else varied_caption(scene, rng)
-            if u < cfg.p_detailed + cfg.p_varied
-            else short_caption(scene)
-        )
+        if u < cfg.p_detailed:
+            cap, sp = detailed_caption_spans(scene)
+        elif u < cfg.p_detailed + cfg.p_varied:
+            cap, sp = varied_caption_spans(scene, rng)
+        else:
+            cap, sp = short_caption(scene), None
         scenes.append(scene)
         caps.append(cap)
-    return scenes, caps
+        spans.append(sp)
+    return scenes, caps, spans
+
+
+def grounding_data(cfg: T2ITrainConfig) -> tuple[list, np.ndarray]:
+    """The training scenes and, per caption, the slot each token names (-1: none; short captions have none)."""
+    from transformers import AutoTokenizer
+
+    scenes, caps, spans = training_captions_spans(cfg)
+    tok = AutoTokenizer.from_pretrained(_package_folder(), model_max_length=cfg.max_length)
+    return scenes, token_slots(tok, caps, spans, cfg.max_length)
 
 
 def load_autoencoder(path: str | Path) -> Any:
@@ -283,9 +307,19 @@ def v_target(x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tens
 
 
 def diffusion_loss(
-    unet: Any, x0: torch.Tensor, tokens: torch.Tensor, alphas: torch.Tensor, prediction_type: str, gamma: float, g: torch.Generator
+    unet: Any,
+    x0: torch.Tensor,
+    tokens: torch.Tensor,
+    alphas: torch.Tensor,
+    prediction_type: str,
+    gamma: float,
+    g: torch.Generator,
+    pixel_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Denoising loss at uniform timesteps with Min-SNR-gamma weights (Hang et al. 2023, eq. 8 and its v form)."""
+    """Denoising loss at uniform timesteps with Min-SNR-gamma weights (Hang et al. 2023, eq. 8 and its v form),
+    or, with ``gamma <= 0`` and v-prediction, the unweighted v-MSE.
+
+    ``pixel_weight`` (B, 1, h, w), if given, weights the squared error per latent cell."""
     b = x0.shape[0]
     # drawn on the CPU generator, so a seed gives the same run on any device
     t = torch.randint(0, alphas.shape[0], (b,), generator=g).to(x0.device)
@@ -295,13 +329,20 @@ def diffusion_loss(
     with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=x0.device.type == "cuda"):
         pred = unet(xt, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
     snr = (a / (1 - a)).view(b)
-    if prediction_type == "v_prediction":
+    if prediction_type == "v_prediction" and gamma <= 0:
+        # plain v-MSE: "SNR+1" weighting of the x0 error (Salimans & Ho 2022, sec. 4). Min-SNR gives the
+        # noisiest steps, where a caption decides what goes where, a weight of about SNR (0.005 at t=999)
+        target, w = v_target(x0, eps, a), torch.ones_like(snr)
+    elif prediction_type == "v_prediction":
         target, w = v_target(x0, eps, a), torch.clamp(snr, max=gamma) / (snr + 1)
     elif prediction_type == "epsilon":
         target, w = eps, torch.clamp(snr, max=gamma) / snr
     else:
         raise ValueError(f"unsupported prediction type {prediction_type!r}")
-    return (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+    err = (pred - target) ** 2  # (B, C, h, w)
+    if pixel_weight is not None:
+        err = err * pixel_weight
+    return (w * err.mean(dim=(1, 2, 3))).mean()
 
 
 @torch.no_grad()
@@ -319,6 +360,13 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     n, c, h, _ = latents.shape
     dev = pick_device(cfg.device)
     unet = build_unet(cfg, c, h, texts.shape[-1])
+    if cfg.init and not (Path(cfg.init) / "unet").is_dir():
+        if not cfg.init_recipe:
+            raise FileNotFoundError(f"init: no pipeline folder with a unet at {cfg.init} (and no init_recipe to make one)")
+        from . import run_recipe
+
+        logger.info("%s is missing: training it first with %s", cfg.init, cfg.init_recipe)
+        run_recipe(cfg.init_recipe)
     if cfg.init:
         from diffusers import UNet2DConditionModel
 
@@ -334,6 +382,9 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     alphas = scheduler.alphas_cumprod.float()
     g = torch.Generator().manual_seed(cfg.seed + step)
     null_t = torch.from_numpy(null.astype(np.float32)).to(dev)
+    if cfg.grounding > 0 or cfg.object_weight > 0:
+        scenes, slots_np = grounding_data(cfg)
+        ground = GroundingLoss(skip=tuple(cfg.grounding_skip), pixel=cfg.grounding_pixel, floor=cfg.grounding_floor)
     unet.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="t2i", mininterval=10)
     t0 = time.time()
@@ -343,7 +394,21 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
         drop = (torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond).to(dev)
         tokens[drop] = null_t
-        loss = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g)
+        pixel_weight, loss_g = None, torch.zeros(())
+        if cfg.grounding > 0 or cfg.object_weight > 0:
+            regions = footprints([scenes[i] for i in idx], DEFAULT_SIZE, h).to(dev)  # (B, 4, h, w)
+            if cfg.object_weight > 0:
+                # objects are a small share of each image but all of what the captions describe beyond background and style
+                pixel_weight = 1 + cfg.object_weight * regions.sum(1, keepdim=True).clamp(max=1)  # (B, 1, h, w)
+        if cfg.grounding > 0:
+            slots = torch.from_numpy(slots_np[idx].astype(np.int64)).to(dev)  # (B, L)
+            slots[drop] = -1
+            with capture_cross_attention(unet, AttentionStore(keep_grad=True)) as store:
+                loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight)
+            loss_g = ground(store, slots, regions)
+            loss = loss_d + cfg.grounding * loss_g
+        else:
+            loss = loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -352,10 +417,10 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         step += 1
         ema_update(ema, unet, min(cfg.ema, (1 + step) / (10 + step)))
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss_d.item():.4f}", ground=f"{loss_g.item():.3f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save_checkpoint(ckpt, step, unet, opt, sched, ema=ema)
-            logger.info("step %d loss %.4f (%.1fs)", step, loss.item(), time.time() - t0)
+            logger.info("step %d loss %.4f grounding %.4f (%.1fs)", step, loss_d.item(), loss_g.item(), time.time() - t0)
     bar.close()
     save_pipeline(
         out, ema, cfg.autoencoder, scheduler, cfg.max_length, {"retouch_guidance": cfg.guidance, "retouch_default_steps": cfg.default_steps}

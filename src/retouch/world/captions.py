@@ -52,9 +52,22 @@ def short_caption(scene: Scene) -> str:
 
 
 def detailed_caption(scene: Scene) -> str:
+    return detailed_caption_spans(scene)[0]
+
+
+def detailed_caption_spans(scene: Scene) -> tuple[str, list[tuple[int, int, int]]]:
+    """The detailed caption and, for each object, ``(slot, start, end)``: the characters of its phrase.
+
+    The grounding loss of the text-to-image teacher uses the spans to know which tokens name which object.
+    """
     n = len(scene.objects)
-    head = f"{STYLE_PHRASE[scene.style]} of {NUMBER[n]} object{'s' if n > 1 else ''} on {BACKGROUND_PHRASE[scene.background]}"
-    return head + ": " + "; ".join(object_phrase(o) for o in scene.objects) + "."
+    text = f"{STYLE_PHRASE[scene.style]} of {NUMBER[n]} object{'s' if n > 1 else ''} on {BACKGROUND_PHRASE[scene.background]}: "
+    spans = []
+    for i, o in enumerate(scene.objects):
+        phrase = object_phrase(o)
+        spans.append((o.slot, len(text), len(text) + len(phrase)))
+        text += phrase + ("; " if i < n - 1 else ".")
+    return text, spans
 
 
 # --- varied captions for training text-to-image models ----------------------------------------
@@ -107,6 +120,11 @@ def varied_caption(scene: Scene, rng) -> str:
 
     Every attribute is still named exactly once; only words, clause order and object order vary.
     """
+    return varied_caption_spans(scene, rng)[0]
+
+
+def varied_caption_spans(scene: Scene, rng) -> tuple[str, list[tuple[int, int, int]]]:
+    """``varied_caption`` (same draws from ``rng``, same text) and each object's ``(slot, start, end)`` characters."""
     c = rng.choice
 
     def obj(o: WorldObject) -> str:
@@ -134,4 +152,10 @@ def varied_caption(scene: Scene, rng) -> str:
     count = f"{c(NUMBER_WORDS[n])} {c(('object', 'shape')) if n == 1 else c(('objects', 'shapes'))}"
     heads = (f"{style} of {count} on {bg}", f"{style} showing {count} against {bg}", f"on {bg}, {style} of {count}")
     sep = c(("; ", ". ", ", and "))
-    return c(heads) + c((": ", ". ")) + sep.join(obj(o) for o in objs) + "."
+    text = c(heads) + c((": ", ". "))
+    spans = []
+    for i, o in enumerate(objs):
+        phrase = obj(o)
+        spans.append((o.slot, len(text), len(text) + len(phrase)))
+        text += phrase + (sep if i < n - 1 else ".")
+    return text, spans
