@@ -31,7 +31,8 @@ def _with_inversion(folder: Path) -> Path:
 def test_turbo_on_sd_family_pipelines(kind, request):
     folder = request.getfixturevalue(f"tiny_{kind}_dir")
     _with_inversion(folder)
-    m = get_method("turbo", model=str(folder), captioner=None)
+    # the attention mask reads the cross-attention of SD's and SDXL's own UNets here
+    m = get_method("turbo", model=str(folder), captioner=None, mask="attention")
     img = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
     mask = np.zeros((40, 30), bool)
     mask[5:20, 5:20] = True

@@ -56,8 +56,11 @@ class TurboSettings:
     strength: float = 1.0  # 0: the reconstruction, 1: the target caption, up to 1.5: beyond it
     mask_threshold: float = 0.6  # attention-mask threshold on the normalised maps (sec. 3.5)
     # without a user mask: "attention" (maps of the changed words, sec. 3.5), "difference" (where the
-    # edit leaves the inversion trajectory, after DiffEdit) or "none" (the whole image)
-    mask: str = "attention"
+    # edit leaves the inversion trajectory, after DiffEdit) or "none" (the whole image; the default:
+    # with the grounded Shapes generator the attention maps of background and style words leave the
+    # objects out and cover part of the background, so global edits came out half-done; chosen on the
+    # dev suite, docs/editing.md "Choosing the defaults")
+    mask: str = "none"
     mask_blur: float = 1.0  # Gaussian blur radius of masks in latent pixels
     # how the decoded edit returns to pixels inside the mask (outside it the input is kept as it is):
     # "delta" (the input plus the edit's change from the reconstruction: details the autoencoder and
