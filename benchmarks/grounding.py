@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 
 from retouch.models import load_backbone
 from retouch.models.attention import capture_cross_attention
-from retouch.train.grounding import footprints, token_slots
+from retouch.train.grounding import attention_shares, footprints, token_slots
 from retouch.world.captions import detailed_caption_spans
 from retouch.world.render import render
 from retouch.world.scene import random_scene
@@ -70,15 +69,8 @@ def main() -> None:
             for name, calls in store.probs.items():
                 layer = name.split(".attn2")[0].replace(".transformer_blocks.0", "")
                 for p in calls:  # (B, HW, L)
-                    side = int(math.isqrt(p.shape[1]))
-                    r = torch.nn.functional.adaptive_avg_pool2d(regions, side).flatten(2)  # (B, 4, HW)
-                    target = torch.gather(r, 1, slots.clamp(min=0)[..., None].expand(-1, -1, r.shape[-1]))  # (B, L, HW)
-                    m = p.transpose(1, 2)  # (B, L, HW)
-                    share = (m * target).sum(-1) / m.sum(-1).clamp(min=1e-8)  # (B, L)
+                    share, own, w = attention_shares(p, slots, regions)
                     inside.setdefault(layer, []).extend(share[valid].tolist())
-                    onehot = torch.nn.functional.one_hot(slots.clamp(min=0), 4).float() * valid[..., None]  # (B, L, 4)
-                    own = torch.bmm(p, onehot).transpose(1, 2)  # (B, 4, HW)
-                    w = r * (onehot.sum(1) > 0)[..., None]  # (B, 4, HW)
                     per_obj = (own * w).sum(-1) / w.sum(-1).clamp(min=1e-8)  # (B, 4)
                     own_mass.setdefault(layer, []).extend(per_obj[w.sum(-1) > 0].tolist())
     result = {

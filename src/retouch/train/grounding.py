@@ -63,6 +63,26 @@ def footprints(scenes: list[Scene], image_size: int, grid: int) -> Tensor:
     return F.adaptive_avg_pool2d(t, grid)
 
 
+def attention_shares(p: Tensor, slots: Tensor, regions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """What one layer's attention ``p`` (B, HW, L) gives each object, for the loss and for ``benchmarks/grounding.py``.
+
+    Returns ``inside`` (B, L): each token's spatially normalised map summed over its object's footprint
+    (meaningful where ``slots >= 0``); ``own`` (B, S, HW): each position's softmax mass on each object's
+    phrase; ``weight`` (B, S, HW): the footprints, area-averaged to this layer's grid, of the objects
+    that have supervised tokens (zero elsewhere).
+    """
+    b, hw, seq = p.shape
+    valid = slots >= 0  # (B, L)
+    r = F.adaptive_avg_pool2d(regions, int(math.isqrt(hw))).flatten(2)  # (B, S, HW)
+    target = torch.gather(r, 1, slots.clamp(min=0)[..., None].expand(b, seq, hw))  # (B, L, HW)
+    a = p.transpose(1, 2)  # (B, L, HW)
+    inside = (a * target).sum(-1) / a.sum(-1).clamp(min=1e-8)  # (B, L)
+    onehot = F.one_hot(slots.clamp(min=0), r.shape[1]).float() * valid[..., None]  # (B, L, S)
+    own = torch.bmm(p, onehot).transpose(1, 2)  # (B, S, HW)
+    weight = r * (onehot.sum(1) > 0)[..., None]  # (B, S, HW)
+    return inside, own, weight
+
+
 @dataclass
 class GroundingLoss:
     """``loss(store, slots, regions)``: the mean of eq. 3 over every recorded layer whose name does not
@@ -71,9 +91,9 @@ class GroundingLoss:
     resolution.
 
     Eq. 3 normalises each token's map over space, so it is met by a phrase that gets almost no
-    attention as long as that little is in the right place (measured: after 1,000 steps with eq. 3
-    alone the object phrases held 3% of the attention mass and the generated objects still ignored
-    them). The pixel term asks the converse, per position of an object's footprint: that the softmax
+    attention as long as that little is in the right place (a development run with eq. 3 alone left
+    the object phrases a few percent of the attention mass, and the samples still ignored them; an
+    ad-hoc measurement, not a repo command). The pixel term asks the converse, per position of an object's footprint: that the softmax
     over tokens give the object's own phrase at least ``floor`` of the mass,
     mean over footprint cells u of object k of max(0, floor - sum_{j in phrase k} A[u, j])^2
     (footprint-weighted; the rest stays free for the style and background words).
@@ -92,18 +112,10 @@ class GroundingLoss:
             if any(name.startswith(s) for s in self.skip):
                 continue
             for p in calls:  # (B, HW, L)
-                b, hw, seq = p.shape
-                side = int(math.isqrt(hw))
-                r = F.adaptive_avg_pool2d(regions, side).flatten(2)  # (B, S, HW)
-                target = torch.gather(r, 1, slots.clamp(min=0)[..., None].expand(b, seq, hw))  # (B, L, HW)
-                a = p.transpose(1, 2)  # (B, L, HW)
-                inside = (a * target).sum(-1) / a.sum(-1).clamp(min=1e-8)  # (B, L)
+                inside, own, w = attention_shares(p, slots, regions)
                 loss = ((1 - inside) ** 2)[valid].mean()
                 if self.pixel > 0:
-                    onehot = F.one_hot(slots.clamp(min=0), r.shape[1]).float() * valid[..., None]  # (B, L, S)
-                    own = torch.bmm(p, onehot)  # (B, HW, S): each position's mass on each object's phrase
-                    w = r * (onehot.sum(1) > 0)[..., None]  # (B, S, HW): footprints of the supervised objects
-                    short = F.relu(self.floor - own.transpose(1, 2)) ** 2  # (B, S, HW)
+                    short = F.relu(self.floor - own) ** 2  # (B, S, HW)
                     loss = loss + self.pixel * (w * short).sum() / w.sum().clamp(min=1e-8)
                 losses.append(loss)
         if not losses:
