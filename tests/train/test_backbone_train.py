@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
 import torch
 
+from retouch.generate import generate
 from retouch.models import load_backbone
 from retouch.models.backbone import Denoiser, TextConditioning
 from retouch.sampling import sample_ddim, timesteps_for
@@ -104,3 +106,47 @@ def test_backbone_recipes_run_end_to_end(tmp_path):
     assert tw.keys() == sw.keys() and any(not torch.equal(tw[k], sw[k]) for k in tw)
     # a resumed teacher continues from its checkpoint
     assert run_recipe(recipes["teacher"], steps=3)["steps"] == 3
+
+
+def test_slot_teacher_and_its_student_carry_the_adapter(tmp_path):
+    """A teacher with a slot adapter saves it as ``text_adapter/``; the loader applies it, the student shares it."""
+    ae_dir = tmp_path / "ae"
+    ae = {
+        "task": "autoencoder", "out": str(ae_dir), "steps": 1, "batch_size": 2, "crop": 32, "pool": 4, "channels": [8, 16, 16, 16],
+        "blocks": [1, 1, 1, 1], "eval_n": 2, "stats_n": 4, "ckpt_every": 1, "threads": 1, "decoder_steps": 1,
+    }  # fmt: skip
+    teacher = {
+        "task": "t2i", "out": str(tmp_path / "teacher"), "autoencoder": str(ae_dir), "cache": str(tmp_path / "cache"), "n_scenes": 8,
+        "steps": 3, "batch_size": 4, "channels": [32, 32], "heads": 2, "ckpt_every": 1, "threads": 1, "default_steps": 2,
+        "grounding": 0.5, "slot_tokens": 4, "slot_parse": 1.0, "lr": 1e-2, "warmup": 1,
+    }  # fmt: skip
+    student = {
+        "task": "distill", "out": str(tmp_path / "turbo"), "teacher": teacher["out"], "teacher_recipe": str(tmp_path / "teacher.json"),
+        "n_pairs": 4, "teacher_steps": 2, "steps": 1, "batch_size": 2, "gen_batch": 2, "ckpt_every": 1, "threads": 1,
+        "share_teacher": True,
+    }  # fmt: skip
+    for name, r in (("ae", ae), ("teacher", teacher), ("student", student)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+        run_recipe(tmp_path / f"{name}.json")
+    state = torch.load(tmp_path / "teacher" / "checkpoint.pt", weights_only=False)
+    assert {"adapter", "ema_adapter", "parse"} <= set(state)
+    t, s = load_backbone(tmp_path / "teacher"), load_backbone(tmp_path / "turbo")
+    assert json.loads((tmp_path / "teacher" / "model_index.json").read_text())["text_adapter"] == ["retouch", "SlotAdapter"]
+    assert t.text_adapter is not None and s.text_adapter is not None
+    for a, b in zip(t.text_adapter.parameters(), s.text_adapter.parameters(), strict=True):
+        assert torch.equal(a, b)
+    tokens = t.encode_text(["a red star at the top left", "a blue square"]).tokens
+    max_len = t.tokenizers[0].model_max_length
+    assert tokens.shape == (2, max_len + 4, 384)
+    # the slot vectors depend on the caption and are not padding (non-zero)
+    assert tokens[:, max_len:].abs().sum(-1).min() > 0 and not torch.allclose(tokens[0, max_len:], tokens[1, max_len:])
+    assert generate(s, ["a red star"], steps=1).shape == (1, 128, 128, 3)
+    # the student ships no second copy of the autoencoder or adapter: pointers to the teacher's
+    assert not any((tmp_path / "turbo" / "vae").glob("*.safetensors")) and (tmp_path / "turbo" / "vae" / "retouch_link.json").is_file()
+    assert not any((tmp_path / "turbo" / "text_adapter").glob("*.safetensors"))
+    # moved without its teacher, the student says what is missing
+    import shutil
+
+    shutil.move(tmp_path / "teacher", tmp_path / "elsewhere")
+    with pytest.raises(FileNotFoundError, match="retouch_link.json"):
+        load_backbone(tmp_path / "turbo")

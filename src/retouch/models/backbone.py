@@ -234,6 +234,8 @@ class Backbone:
     zero_null_text: bool = False  # SDXL's force_zeros_for_empty_prompt: the null prompt is all zeros
     default_guidance: float = 1.0  # classifier-free guidance scale the checkpoint is meant for (1: none, as Turbo)
     path: Path | None = None
+    # the Shapes models' slot adapter (models/slots.py): appends place vectors to the text states
+    text_adapter: Any = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -268,6 +270,8 @@ class Backbone:
                 # padding positions are zero vectors (zero keys and values: they add nothing to the
                 # attended value but share the softmax weight, so prompts always pad to the same length)
                 tokens = enc(ids, attention_mask=mask)[0] * mask[..., None].to(enc.dtype)  # (B, L, D)
+                if self.text_adapter is not None:
+                    tokens = self.text_adapter(tokens.to(self.text_adapter.dtype)).to(tokens.dtype)  # (B, L + K, D)
                 return TextConditioning(tokens)
             use_mask = getattr(enc.config, "use_attention_mask", False)
             tokens = enc(ids, attention_mask=mask if use_mask else None)[0]  # (B, L, D)
@@ -423,6 +427,27 @@ def _resolve(path_or_hub_id: str | Path) -> Path:
 
 
 PACKAGE_REF = "retouch_package.json"
+LINK_REF = "retouch_link.json"
+
+
+def component_folder(folder: Path, name: str) -> Path:
+    """Where component ``name`` of a pipeline folder really lives.
+
+    A component folder that holds ``retouch_link.json`` (``{"folder": RELATIVE_PATH}``) instead of
+    weights is the folder it names, relative to itself: the Shapes student shares its teacher's
+    autoencoder and slot adapter (same weights) rather than shipping a second copy.
+    """
+    sub = Path(folder) / name
+    ref = sub / LINK_REF
+    if not ref.is_file():
+        return sub
+    try:
+        target = (sub / json.loads(ref.read_text())["folder"]).resolve()
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{ref}: expected JSON with a 'folder' path ({e})") from e
+    if not target.is_dir():
+        raise FileNotFoundError(f"{ref} points to {target}, which is not a folder (the pipeline it shares weights with is missing)")
+    return target
 
 
 def _component(folder: Path, index: dict, name: str, **kwargs: Any) -> Any:
@@ -450,6 +475,8 @@ def _component(folder: Path, index: dict, name: str, **kwargs: Any) -> Any:
             raise ValueError(f"{ref} is not valid JSON ({e})") from e
         extra = spec.get("kwargs", {}) if isinstance(spec, dict) else {}
         return cls.from_pretrained(packaged_path(ref), **{**extra, **kwargs})
+    if (folder / name / LINK_REF).is_file():
+        return cls.from_pretrained(component_folder(folder, name), **kwargs)
     return cls.from_pretrained(folder, subfolder=name, **kwargs)
 
 
@@ -502,6 +529,15 @@ def _load_unet_backbone(kind: str, encoder_names: tuple[str, ...], folder: Path,
         tokenizers.append(_component(folder, index, tok_name))
     unet.to(device).eval()
     vae.to(device).eval()
+    adapter = None
+    if index.get("text_adapter"):
+        from .slots import SlotAdapter
+
+        if list(index["text_adapter"]) != ["retouch", "SlotAdapter"]:
+            raise ValueError(
+                f"{folder / 'model_index.json'}: unknown text_adapter {index['text_adapter']!r} (expected ['retouch', 'SlotAdapter'])"
+            )
+        adapter = SlotAdapter.from_pretrained(component_folder(folder, "text_adapter"), torch_dtype=dtype).to(device).eval()
     cfg = scheduler.config
     denoiser = UNetDenoiser(unet, cfg.get("prediction_type", "epsilon"), scheduler.alphas_cumprod)
     shift = getattr(vae.config, "shift_factor", None)
@@ -522,6 +558,7 @@ def _load_unet_backbone(kind: str, encoder_names: tuple[str, ...], folder: Path,
         default_size=int(unet.config.sample_size) * autoencoder_factor(vae),
         zero_null_text=bool(index.get("force_zeros_for_empty_prompt", False)),
         path=folder,
+        text_adapter=adapter,
     )
 
 

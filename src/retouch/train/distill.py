@@ -36,7 +36,7 @@ from tqdm import tqdm
 from ..sampling import timesteps_for
 from . import register_task
 from .loop import pick_device, resume, save_checkpoint, start_run
-from .t2i import ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache
+from .t2i import ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache, with_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ class DistillConfig:
     ckpt_every: int = 50
     threads: int = 2
     device: str = "auto"  # CUDA when present
+    # the student's vae/ and text_adapter/ point to the teacher's (retouch_link.json) instead of copying them;
+    # only for a teacher that ships beside the student (both under models/)
+    share_teacher: bool = False
 
 
 @torch.no_grad()
@@ -75,9 +78,10 @@ def teacher_pairs(cfg: DistillConfig, texts: np.ndarray, null: np.ndarray) -> tu
     noise = torch.randn((cfg.n_pairs, c, s, s), generator=g)  # (N, C, h, w)
     out = np.zeros((cfg.n_pairs, c, s, s), dtype=np.float32)
     ts = timesteps_for(cfg.teacher_steps, den.num_train_timesteps)
-    uncond = TextConditioning(torch.from_numpy(null.astype(np.float32))[None].to(dev))
+    uncond = TextConditioning(with_adapter(teacher.text_adapter, torch.from_numpy(null.astype(np.float32))[None].to(dev)))
     for i in tqdm(range(0, cfg.n_pairs, cfg.gen_batch), desc="teacher samples", mininterval=10):
-        cond = TextConditioning(torch.from_numpy(texts[i : i + cfg.gen_batch].astype(np.float32)).to(dev))
+        tokens = torch.from_numpy(texts[i : i + cfg.gen_batch].astype(np.float32)).to(dev)  # (b, L, 384)
+        cond = TextConditioning(with_adapter(teacher.text_adapter, tokens))
         x = noise[i : i + cfg.gen_batch].to(dev)
         out[i : i + len(x)] = sample_ddim(den, x, ts, cond, guidance=cfg.guidance, uncond=uncond.repeat(len(x))).cpu().numpy()
     return noise.numpy(), out
@@ -118,6 +122,12 @@ def train_distill(cfg: DistillConfig) -> dict:
         np.savez(str(pairs_path) + ".tmp.npz", noise=noise, x0=x0s)
         Path(str(pairs_path) + ".tmp.npz").rename(pairs_path)
     dev = pick_device(cfg.device)
+    # the student shares the teacher's slot adapter (if it has one), frozen
+    adapter = None
+    if (Path(cfg.teacher) / "text_adapter").is_dir():
+        from ..models.slots import SlotAdapter
+
+        adapter = SlotAdapter.from_pretrained(Path(cfg.teacher) / "text_adapter", torch_dtype=torch.float32).to(dev).eval()
     student = UNet2DConditionModel.from_pretrained(Path(cfg.teacher) / "unet", torch_dtype=torch.float32).to(dev)
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -140,7 +150,7 @@ def train_distill(cfg: DistillConfig) -> dict:
         pts = torch.stack(waypoints(z, x0, alphas))  # (K, B, C, h, w)
         x = pts[k.to(dev), torch.arange(cfg.batch_size, device=dev)]  # (B, C, h, w)
         t = torch.tensor(ts)[k].to(dev)
-        tokens = torch.from_numpy(texts[idx.numpy()].astype(np.float32)).to(dev)  # (B, L, 384)
+        tokens = with_adapter(adapter, torch.from_numpy(texts[idx.numpy()].astype(np.float32)).to(dev))  # (B, L [+ K], 384)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             pred = student(x, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
         x0_hat, _ = param.to_x0_eps(x, t, pred)  # any parametrization -> x0
@@ -158,5 +168,8 @@ def train_distill(cfg: DistillConfig) -> dict:
             logger.info("step %d loss %.4f (%.1fs)", step, loss.item(), time.time() - t0)
     bar.close()
     extra = {"retouch_guidance": 1.0, "retouch_default_steps": cfg.student_steps}
-    save_pipeline(out, ema, Path(cfg.teacher) / "vae", scheduler, tcfg.max_length, extra)
+    from ..models.backbone import component_folder
+
+    vae = component_folder(Path(cfg.teacher), "vae")
+    save_pipeline(out, ema, vae, scheduler, tcfg.max_length, extra, adapter=adapter, share_with=cfg.teacher if cfg.share_teacher else None)
     return {"steps": step, "loss": float(loss.item())}

@@ -67,7 +67,7 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
     from ..models.backbone import TextConditioning
     from ..models.inversion import InversionConfig, InversionNet, save_inversion
     from ..sampling import timesteps_for, turbo_step
-    from .t2i import latent_cache, load_t2i_recipe, text_cache, training_captions
+    from .t2i import latent_cache, load_t2i_recipe, text_cache, training_captions, with_adapter
 
     out = start_run(cfg)
     dev = pick_device(cfg.device)
@@ -106,7 +106,8 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
     while step < cfg.steps:
         idx = np.sort(ids[torch.randint(0, len(ids), (cfg.batch_size,), generator=g).numpy()])
         x0 = torch.from_numpy(latents[idx].astype(np.float32)).to(dev)  # (B, C, h, w)
-        cond = TextConditioning(torch.from_numpy(texts[idx].astype(np.float32)).to(dev))  # (B, L, 384)
+        tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
+        cond = TextConditioning(with_adapter(gen.text_adapter, tokens))  # (B, L [+ K], 384)
         prev = torch.zeros_like(x0)
         opt.zero_grad(set_to_none=True)
         mses, kls = [], []

@@ -73,6 +73,10 @@ class T2ITrainConfig:
     grounding_pixel: float = 1.0  # weight of its pixel term (an object's footprint reads its own phrase)
     grounding_floor: float = 0.7  # the share of attention that term asks for
     object_weight: float = 0.0  # the denoising loss weighs latent cells by 1 + object_weight * (object footprint share)
+    slot_tokens: int = 0  # > 0: a slot adapter (models/slots.py) appends this many place vectors to the text states
+    slot_layers: int = 1
+    slot_parse: float = 0.0  # weight of the adapter's auxiliary parse loss (train/slot_parse.py)
+    slot_lr_scale: float = 1.0  # the adapter's learning rate relative to ``lr``
 
 
 def text_encoder_and_tokenizer(max_length: int = 128) -> tuple[Any, Any]:
@@ -264,20 +268,52 @@ def make_scheduler(prediction_type: str, spacing: str = "leading") -> Any:
     )
 
 
-def save_pipeline(out: Path, unet: Any, autoencoder: str | Path, scheduler: Any, max_length: int, extra: dict | None = None) -> None:
+def save_pipeline(
+    out: Path,
+    unet: Any,
+    autoencoder: str | Path,
+    scheduler: Any,
+    max_length: int,
+    extra: dict | None = None,
+    adapter: Any = None,
+    share_with: str | Path | None = None,
+) -> None:
     """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, and
-    text-encoder and tokenizer folders that point into the MiniLM package."""
+    text-encoder and tokenizer folders that point into the MiniLM package; ``adapter`` (a ``SlotAdapter``)
+    goes to ``text_adapter/``. With ``share_with`` (a pipeline folder whose autoencoder and adapter are
+    these same weights, as a distilled student's teacher), ``vae/`` and ``text_adapter/`` hold a
+    ``retouch_link.json`` pointing there instead of a second copy (``models.backbone.component_folder``)."""
+    import os
+
     import diffusers
     from transformers import AutoTokenizer
+
+    from ..models.backbone import LINK_REF, component_folder
 
     out.mkdir(parents=True, exist_ok=True)
     unet = copy.deepcopy(unet).to(torch.float16)
     unet.save_pretrained(out / "unet")
-    # the autoencoder's weights and config only (not its training state or evaluation records)
-    (out / "vae").mkdir(exist_ok=True)
-    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-        shutil.copy2(Path(autoencoder) / name, out / "vae" / name)
+
+    def link(name: str) -> None:
+        shutil.rmtree(out / name, ignore_errors=True)
+        (out / name).mkdir()
+        rel = os.path.relpath(component_folder(Path(share_with), name), out / name)
+        (out / name / LINK_REF).write_text(json.dumps({"folder": rel}) + "\n")
+
+    if share_with is not None:
+        link("vae")
+    else:
+        # the autoencoder's weights and config only (not its training state or evaluation records)
+        shutil.rmtree(out / "vae", ignore_errors=True)
+        (out / "vae").mkdir()
+        for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+            shutil.copy2(Path(autoencoder) / name, out / "vae" / name)
     scheduler.save_pretrained(out / "scheduler")
+    shutil.rmtree(out / "text_adapter", ignore_errors=True)
+    if adapter is not None and share_with is not None:
+        link("text_adapter")
+    elif adapter is not None:
+        copy.deepcopy(adapter).to(torch.float16).save_pretrained(out / "text_adapter")
     tok = AutoTokenizer.from_pretrained(_package_folder(), model_max_length=max_length)
     # the tokenizer, like the text encoder, is read from the package (with the padded length fixed here)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
@@ -297,8 +333,16 @@ def save_pipeline(out: Path, unet: Any, autoencoder: str | Path, scheduler: Any,
         "tokenizer": ["transformers", type(tok).__name__],
         "unet": ["diffusers", type(unet).__name__],
         "vae": ["diffusers", "AutoencoderDC"],
-    } | (extra or {})
+    } | ({"text_adapter": ["retouch", "SlotAdapter"]} if adapter is not None else {}) | (extra or {})
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+
+
+@torch.no_grad()
+def with_adapter(adapter: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """Cached token states (B, L, D) as a model with a slot adapter sees them: (B, L + K, D); unchanged without one."""
+    if adapter is None:
+        return tokens
+    return adapter(tokens.to(adapter.dtype)).to(tokens.dtype)
 
 
 def v_target(x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -374,15 +418,34 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         logger.info("initialised the UNet from %s", cfg.init)
     unet.to(dev)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.01)
+    params = [{"params": list(unet.parameters())}]
+    extras: dict[str, torch.nn.Module] = {"ema": ema}
+    adapter = ema_adapter = parse = None
+    if cfg.slot_tokens > 0:
+        from ..models.slots import SlotAdapter
+        from .slot_parse import SlotParseLoss, slot_labels
+
+        # slot vectors start at the size of the encoder's own states (per-feature std over real tokens)
+        sample = np.asarray(texts[: min(n, 512)], dtype=np.float32)
+        real = sample[np.abs(sample).sum(-1) > 0]
+        adapter = SlotAdapter(
+            dim=texts.shape[-1], n_slots=cfg.slot_tokens, heads=cfg.heads, layers=cfg.slot_layers, out_scale=float(real.std())
+        )
+        adapter.to(dev)
+        parse = SlotParseLoss(texts.shape[-1]).to(dev)
+        ema_adapter = copy.deepcopy(adapter).eval().requires_grad_(False)
+        params.append({"params": list(adapter.parameters()) + list(parse.parameters()), "lr": cfg.lr * cfg.slot_lr_scale})
+        extras |= {"adapter": adapter, "ema_adapter": ema_adapter, "parse": parse}
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     ckpt = out / "checkpoint.pt"
-    step = resume(ckpt, unet, opt, sched, ema=ema)
+    step = resume(ckpt, unet, opt, sched, **extras)
     scheduler = make_scheduler(cfg.prediction_type)
     alphas = scheduler.alphas_cumprod.float()
     g = torch.Generator().manual_seed(cfg.seed + step)
     null_t = torch.from_numpy(null.astype(np.float32)).to(dev)
-    if cfg.grounding > 0 or cfg.object_weight > 0:
+    need_scenes = cfg.grounding > 0 or cfg.object_weight > 0 or cfg.slot_tokens > 0
+    if need_scenes:
         scenes, slots_np = grounding_data(cfg)
         ground = GroundingLoss(skip=tuple(cfg.grounding_skip), pixel=cfg.grounding_pixel, floor=cfg.grounding_floor)
     unet.train()
@@ -394,35 +457,62 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
         drop = (torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond).to(dev)
         tokens[drop] = null_t
-        pixel_weight, loss_g = None, torch.zeros(())
-        if cfg.grounding > 0 or cfg.object_weight > 0:
-            regions = footprints([scenes[i] for i in idx], DEFAULT_SIZE, h).to(dev)  # (B, 4, h, w)
+        pixel_weight, loss_g, loss_p = None, torch.zeros(()), torch.zeros(())
+        if need_scenes:
+            batch_scenes = [scenes[i] for i in idx]
+            regions = footprints(batch_scenes, DEFAULT_SIZE, h).to(dev)  # (B, 4, h, w)
             if cfg.object_weight > 0:
                 # objects are a small share of each image but all of what the captions describe beyond background and style
                 pixel_weight = 1 + cfg.object_weight * regions.sum(1, keepdim=True).clamp(max=1)  # (B, 1, h, w)
-        if cfg.grounding > 0:
             slots = torch.from_numpy(slots_np[idx].astype(np.int64)).to(dev)  # (B, L)
             slots[drop] = -1
+            positioned = (slots >= 0).any(1)  # (B,) captions that name where each object stands
+        context = tokens
+        if adapter is not None:
+            slot_vecs = adapter.slots(tokens)  # (B, K, 384)
+            context = torch.cat([tokens, slot_vecs], dim=1)  # (B, L + K, 384)
+            labels = slot_labels(batch_scenes).to(dev)  # (B, 4, F)
+            if cfg.slot_parse > 0:
+                loss_p = parse(slot_vecs, labels, positioned)
+            # slot token k is grounded like a phrase of the object in place k, where there is one
+            occupied = labels[..., 0] == 1  # (B, 4)
+            slot_ids = torch.arange(cfg.slot_tokens, device=dev).expand(len(idx), -1)  # (B, K)
+            slot_ids = torch.where(occupied[:, : cfg.slot_tokens] & positioned[:, None], slot_ids, -1)
+            slots = torch.cat([slots, slot_ids], dim=1)  # (B, L + K)
+        if cfg.grounding > 0:
             with capture_cross_attention(unet, AttentionStore(keep_grad=True)) as store:
-                loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight)
+                loss_d = diffusion_loss(unet, x0, context, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight)
             loss_g = ground(store, slots, regions)
-            loss = loss_d + cfg.grounding * loss_g
         else:
-            loss = loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight)
+            loss_d = diffusion_loss(unet, x0, context, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight)
+        loss = loss_d + cfg.grounding * loss_g + cfg.slot_parse * loss_p
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], 1.0)
         opt.step()
         sched.step()
         step += 1
-        ema_update(ema, unet, min(cfg.ema, (1 + step) / (10 + step)))
+        decay = min(cfg.ema, (1 + step) / (10 + step))
+        ema_update(ema, unet, decay)
+        if adapter is not None:
+            ema_update(ema_adapter, adapter, decay)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_d.item():.4f}", ground=f"{loss_g.item():.3f}")
+        bar.set_postfix(loss=f"{loss_d.item():.4f}", ground=f"{loss_g.item():.3f}", parse=f"{loss_p.item():.3f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_checkpoint(ckpt, step, unet, opt, sched, ema=ema)
-            logger.info("step %d loss %.4f grounding %.4f (%.1fs)", step, loss_d.item(), loss_g.item(), time.time() - t0)
+            save_checkpoint(ckpt, step, unet, opt, sched, **extras)
+            acc = parse.accuracy(slot_vecs, labels, positioned) if adapter is not None and positioned.any() else {}
+            logger.info(
+                "step %d loss %.4f grounding %.4f parse %.4f %s (%.1fs)", step, loss_d.item(), loss_g.item(), loss_p.item(),
+                " ".join(f"{k}={v:.2f}" for k, v in acc.items()), time.time() - t0,
+            )
     bar.close()
     save_pipeline(
-        out, ema, cfg.autoencoder, scheduler, cfg.max_length, {"retouch_guidance": cfg.guidance, "retouch_default_steps": cfg.default_steps}
+        out,
+        ema,
+        cfg.autoencoder,
+        scheduler,
+        cfg.max_length,
+        {"retouch_guidance": cfg.guidance, "retouch_default_steps": cfg.default_steps},
+        adapter=ema_adapter,
     )
     return {"steps": step, "loss": float(loss.item())}
