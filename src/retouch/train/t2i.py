@@ -302,7 +302,7 @@ def save_pipeline(
 
     if share_with is not None:
         link("vae")
-    else:
+    elif Path(autoencoder).resolve() != (out / "vae").resolve():  # (a run that writes over its own source keeps it)
         # the autoencoder's weights and config only (not its training state or evaluation records)
         shutil.rmtree(out / "vae", ignore_errors=True)
         (out / "vae").mkdir()
