@@ -2,7 +2,7 @@
 style) over fresh scenes, and the share of reconstructions the scene reader reads back exactly.
 
 Usage: python benchmarks/autoencoder.py [AE_FOLDER] [--n 2000] [--seed 424242]
-(AE_FOLDER: models/shapes-turbo/vae, the shipped copy, by default)
+(AE_FOLDER: models/shapes-turbo/vae, the shipped copy, by default; a retouch_link.json there is followed)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 
 import torch
 
-from retouch.models.backbone import DEFAULT_MODEL
+from retouch.models.backbone import DEFAULT_MODEL, resolve_folder
 from retouch.train.autoencoder import evaluate_autoencoder
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     a = ap.parse_args()
     from diffusers import AutoencoderDC
 
-    ae = AutoencoderDC.from_pretrained(a.folder, torch_dtype=torch.float32).eval()
+    ae = AutoencoderDC.from_pretrained(resolve_folder(a.folder), torch_dtype=torch.float32).eval()
     print(json.dumps({"folder": a.folder} | evaluate_autoencoder(ae, a.n, a.seed), indent=2))
 
 

@@ -51,11 +51,15 @@ def main() -> None:
         chunk = scenes[i : i + args.batch]
         texts, spans = zip(*(detailed_caption_spans(s) for s in chunk), strict=True)
         cond = bb.encode_text(list(texts))
-        slots = torch.from_numpy(token_slots(tok, list(texts), list(spans), tok.model_max_length).astype(np.int64))  # (B, L)
+        length = tok.model_max_length
+        slots = torch.from_numpy(token_slots(tok, list(texts), list(spans), length).astype(np.int64))  # (B, L)
         x0 = bb.encode_images(np.stack([render(s) for s in chunk])).float()
         regions = footprints(chunk, bb.default_size, 16)  # (B, 4, 16, 16)
         valid = slots >= 0
-        n_words = (cond.tokens.abs().sum(-1) > 0).sum(-1)  # (B,) real tokens
+        n_words = (cond.tokens[:, :length].abs().sum(-1) > 0).sum(-1)  # (B,) real tokens of the caption
+        # a slot adapter's vectors (after the caption's L tokens) are measured as no phrase's tokens
+        slots = torch.cat([slots, slots.new_full((len(chunk), cond.tokens.shape[1] - length), -1)], dim=1)  # (B, L + K)
+        valid = slots >= 0
         for b in range(len(chunk)):
             for slot in slots[b][valid[b]].tolist():
                 chance.append(float(regions[b, slot].mean()))

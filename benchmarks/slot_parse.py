@@ -38,6 +38,9 @@ def main() -> None:
     state = torch.load(Path(args.model) / "checkpoint.pt", weights_only=False, map_location="cpu")
     heads = SlotParseLoss(bb.text_adapter.config.dim)
     heads.load_state_dict(state["parse"])
+    # the heads were trained on the online adapter's vectors (the folder holds its EMA): read with that one
+    bb.text_adapter = bb.text_adapter.float()
+    bb.text_adapter.load_state_dict(state["adapter"])
     length = bb.tokenizers[0].model_max_length
     rng = random.Random(f"captions/{args.seed}")  # the scenes `retouch world captions --seed` writes
     scenes = [random_scene(rng) for _ in range(args.n)]

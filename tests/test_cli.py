@@ -71,6 +71,7 @@ def test_captions_then_score_renders(tmp_path, capsys):
     assert main(["world", "score", str(imgs), "--against", str(cap), "--json", str(tmp_path / "s.json")]) == 0
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["n"] == 12 and s["exact_scene"] == 1.0 and s["acc_color"] == 1.0
+    assert s["detected"] == 1.0 and s["acc_detected_emblem"] == 1.0
     (imgs / "00000.png").rename(imgs / "tmp.png")
     (imgs / "00001.png").rename(imgs / "00000.png")
     (imgs / "tmp.png").rename(imgs / "00001.png")

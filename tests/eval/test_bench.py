@@ -136,3 +136,17 @@ def test_clip_and_dino_metrics_when_models_are_given(suite, tmp_path):
     assert s["dino"].startswith("available")
     with pytest.raises(RuntimeError, match="offline"):
         run_bench(BenchConfig(suite=str(suite), method="identity", limit=1, dino=str(tmp_path / "nothing")))
+
+
+def test_detection_stats_separate_missing_from_wrong():
+    from retouch.eval.metrics import detection_stats
+    from retouch.world.scene import Scene, WorldObject
+
+    a = WorldObject("star", "red", "small", "solid", "upright", "moon", 0)
+    b = WorldObject("circle", "blue", "large", "dotted", "upright", "bolt", 1)
+    target = Scene((a, b), "plain", "flat")
+    # one object drawn with the wrong colour, the other not drawn at all
+    pred = Scene((WorldObject("star", "green", "small", "solid", "upright", "moon", 0),), "plain", "flat")
+    d = detection_stats([pred], [target])
+    assert d["detected"] == 0.5
+    assert d["acc_detected_color"] == 0.0 and d["acc_detected_shape"] == 1.0

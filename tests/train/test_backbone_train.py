@@ -141,6 +141,15 @@ def test_slot_teacher_and_its_student_carry_the_adapter(tmp_path):
     # the slot vectors depend on the caption and are not padding (non-zero)
     assert tokens[:, max_len:].abs().sum(-1).min() > 0 and not torch.allclose(tokens[0, max_len:], tokens[1, max_len:])
     assert generate(s, ["a red star"], steps=1).shape == (1, 128, 128, 3)
+    # continuing a slot teacher keeps its adapter; dropping it, or another slot count, is refused
+    more = teacher | {"out": str(tmp_path / "more"), "init": teacher["out"], "steps": 1, "lr": 0.0}
+    assert run_recipe_dict(tmp_path, more)["steps"] == 1
+    for a, b in zip(load_backbone(tmp_path / "more").text_adapter.parameters(), t.text_adapter.parameters(), strict=True):
+        assert torch.equal(a, b)  # with lr 0 the continued adapter is the one it started from
+    with pytest.raises(ValueError, match="slot_tokens: 4"):
+        run_recipe_dict(tmp_path, more | {"slot_tokens": 0, "slot_parse": 0.0, "out": str(tmp_path / "x")})
+    with pytest.raises(ValueError, match="slot_tokens must be 0"):
+        run_recipe_dict(tmp_path, teacher | {"slot_tokens": 3, "out": str(tmp_path / "y")})
     # the student ships no second copy of the autoencoder or adapter: pointers to the teacher's
     assert not any((tmp_path / "turbo" / "vae").glob("*.safetensors")) and (tmp_path / "turbo" / "vae" / "retouch_link.json").is_file()
     assert not any((tmp_path / "turbo" / "text_adapter").glob("*.safetensors"))
@@ -150,3 +159,9 @@ def test_slot_teacher_and_its_student_carry_the_adapter(tmp_path):
     shutil.move(tmp_path / "teacher", tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="retouch_link.json"):
         load_backbone(tmp_path / "turbo")
+
+
+def run_recipe_dict(folder, recipe: dict) -> dict:
+    path = folder / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    return run_recipe(path)

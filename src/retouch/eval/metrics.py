@@ -53,12 +53,32 @@ def score_images(folder: str | Path, against: str | Path, reader: str | Path | N
     if missing:
         raise FileNotFoundError(f"{folder} lacks {len(missing)} of {len(paths)} images, e.g. {missing[:3]}")
     model = SceneReader.from_pretrained(reader) if reader else SceneReader.from_pretrained()
-    matches = []
+    matches, preds = [], []
     for i in range(0, len(paths), 64):
         imgs = [load_rgb(p) for p in paths[i : i + 64]]
         for p, s in zip(read_scenes(model, imgs), scenes[i : i + 64], strict=True):
             matches.append(scene_match(p, s))
-    return {"n": len(matches)} | summarise_matches(matches)
+            preds.append(p)
+    return {"n": len(matches)} | summarise_matches(matches) | detection_stats(preds, scenes)
+
+
+def detection_stats(preds: list[Scene], targets: list[Scene]) -> dict:
+    """``detected``: the share of target objects whose slot holds a parsed object; ``acc_detected_*``: each object
+    attribute's accuracy over those objects only. ``acc_*`` count a missing object as wrong, so their chance level
+    is below 1 / (number of values); these figures separate "drawn wrong" from "not drawn at all"."""
+    n = found = 0
+    hits = dict.fromkeys(OBJECT_ATTRS, 0)
+    for pred, target in zip(preds, targets, strict=True):
+        for o in target.objects:
+            n += 1
+            p = pred.object_at(o.slot)
+            if p is None:
+                continue
+            found += 1
+            for k in OBJECT_ATTRS:
+                hits[k] += getattr(p, k) == getattr(o, k)
+    out: dict = {"detected": found / n if n else None}
+    return out | {f"acc_detected_{k}": (v / found if found else None) for k, v in hits.items()}
 
 
 def summarise_matches(matches: list[dict]) -> dict:

@@ -430,6 +430,12 @@ PACKAGE_REF = "retouch_package.json"
 LINK_REF = "retouch_link.json"
 
 
+def resolve_folder(path: str | Path) -> Path:
+    """``path`` itself, or the folder its ``retouch_link.json`` names (see ``component_folder``)."""
+    path = Path(path)
+    return component_folder(path.parent, path.name)
+
+
 def component_folder(folder: Path, name: str) -> Path:
     """Where component ``name`` of a pipeline folder really lives.
 

@@ -125,9 +125,11 @@ def train_distill(cfg: DistillConfig) -> dict:
     # the student shares the teacher's slot adapter (if it has one), frozen
     adapter = None
     if (Path(cfg.teacher) / "text_adapter").is_dir():
+        from ..models.backbone import component_folder
         from ..models.slots import SlotAdapter
 
-        adapter = SlotAdapter.from_pretrained(Path(cfg.teacher) / "text_adapter", torch_dtype=torch.float32).to(dev).eval()
+        folder = component_folder(Path(cfg.teacher), "text_adapter")
+        adapter = SlotAdapter.from_pretrained(folder, torch_dtype=torch.float32).to(dev).eval()
     student = UNet2DConditionModel.from_pretrained(Path(cfg.teacher) / "unet", torch_dtype=torch.float32).to(dev)
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..models.attention import AttentionStore, capture_cross_attention
 from ..world.captions import detailed_caption_spans, short_caption, varied_caption_spans
 from ..world.render import DEFAULT_SIZE, render
-from ..world.scene import random_scene
+from ..world.scene import N_SLOTS, random_scene
 from . import register_task
 from .grounding import GroundingLoss, footprints, token_slots
 from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
@@ -159,7 +159,9 @@ def grounding_data(cfg: T2ITrainConfig) -> tuple[list, np.ndarray]:
 def load_autoencoder(path: str | Path) -> Any:
     from diffusers import AutoencoderDC
 
-    return AutoencoderDC.from_pretrained(path, torch_dtype=torch.float32).eval()
+    from ..models.backbone import resolve_folder
+
+    return AutoencoderDC.from_pretrained(resolve_folder(path), torch_dtype=torch.float32).eval()
 
 
 @torch.no_grad()
@@ -179,7 +181,9 @@ def encoder_key(autoencoder: str | Path) -> str:
 
     from safetensors import safe_open
 
-    folder = Path(autoencoder)
+    from ..models.backbone import resolve_folder
+
+    folder = resolve_folder(autoencoder)
     weights = folder / "diffusion_pytorch_model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"no autoencoder weights at {weights}; train one with `retouch train recipes/shapes-ae.json`")
@@ -288,26 +292,28 @@ def save_pipeline(
     import diffusers
     from transformers import AutoTokenizer
 
-    from ..models.backbone import LINK_REF, component_folder
+    from ..models.backbone import LINK_REF, component_folder, resolve_folder
 
     out.mkdir(parents=True, exist_ok=True)
     unet = copy.deepcopy(unet).to(torch.float16)
     unet.save_pretrained(out / "unet")
 
     def link(name: str) -> None:
+        target = component_folder(Path(share_with), name).resolve()  # before anything in ``out`` is removed
+        if target == (out / name).resolve() or (out / name).resolve() in target.parents:
+            raise ValueError(f"{out / name} cannot point to {target}: that is the folder itself (share_with must be another pipeline)")
         shutil.rmtree(out / name, ignore_errors=True)
         (out / name).mkdir()
-        rel = os.path.relpath(component_folder(Path(share_with), name), out / name)
-        (out / name / LINK_REF).write_text(json.dumps({"folder": rel}) + "\n")
+        (out / name / LINK_REF).write_text(json.dumps({"folder": os.path.relpath(target, (out / name).resolve())}) + "\n")
 
     if share_with is not None:
         link("vae")
-    elif Path(autoencoder).resolve() != (out / "vae").resolve():  # (a run that writes over its own source keeps it)
+    elif resolve_folder(autoencoder).resolve() != (out / "vae").resolve():  # (a run that writes over its own source keeps it)
         # the autoencoder's weights and config only (not its training state or evaluation records)
         shutil.rmtree(out / "vae", ignore_errors=True)
         (out / "vae").mkdir()
         for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-            shutil.copy2(Path(autoencoder) / name, out / "vae" / name)
+            shutil.copy2(resolve_folder(autoencoder) / name, out / "vae" / name)
     scheduler.save_pretrained(out / "scheduler")
     shutil.rmtree(out / "text_adapter", ignore_errors=True)
     if adapter is not None and share_with is not None:
@@ -411,11 +417,20 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
 
         logger.info("%s is missing: training it first with %s", cfg.init, cfg.init_recipe)
         run_recipe(cfg.init_recipe)
+    if cfg.slot_tokens not in (0, N_SLOTS):
+        raise ValueError(f"slot_tokens must be 0 (no adapter) or {N_SLOTS} (one per place of the world's grid), got {cfg.slot_tokens}")
+    init_adapter = None
     if cfg.init:
         from diffusers import UNet2DConditionModel
 
+        from ..models.backbone import component_folder
+
         unet.load_state_dict(UNet2DConditionModel.from_pretrained(Path(cfg.init) / "unet", torch_dtype=torch.float32).state_dict())
         logger.info("initialised the UNet from %s", cfg.init)
+        if (Path(cfg.init) / "text_adapter").is_dir():
+            if cfg.slot_tokens == 0:
+                raise ValueError(f"init {cfg.init} has a slot adapter its UNet was trained with: set slot_tokens: {N_SLOTS} to continue it")
+            init_adapter = component_folder(Path(cfg.init), "text_adapter")
     unet.to(dev)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     params = [{"params": list(unet.parameters())}]
@@ -425,12 +440,16 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         from ..models.slots import SlotAdapter
         from .slot_parse import SlotParseLoss, slot_labels
 
-        # slot vectors start at the size of the encoder's own states (per-feature std over real tokens)
-        sample = np.asarray(texts[: min(n, 512)], dtype=np.float32)
+        # slot vectors start at the size of the encoder's own states (their std over real tokens, all features together)
+        sample = np.asarray(texts[: min(n, 64)], dtype=np.float32)
         real = sample[np.abs(sample).sum(-1) > 0]
-        adapter = SlotAdapter(
-            dim=texts.shape[-1], n_slots=cfg.slot_tokens, heads=cfg.heads, layers=cfg.slot_layers, out_scale=float(real.std())
-        )
+        if init_adapter is not None:
+            adapter = SlotAdapter.from_pretrained(init_adapter, torch_dtype=torch.float32)
+            logger.info("initialised the slot adapter from %s", init_adapter)
+        else:
+            adapter = SlotAdapter(
+                dim=texts.shape[-1], n_slots=cfg.slot_tokens, heads=cfg.heads, layers=cfg.slot_layers, out_scale=float(real.std())
+            )
         adapter.to(dev)
         parse = SlotParseLoss(texts.shape[-1]).to(dev)
         ema_adapter = copy.deepcopy(adapter).eval().requires_grad_(False)
