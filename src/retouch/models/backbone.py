@@ -270,9 +270,9 @@ class Backbone:
                 # padding positions are zero vectors (zero keys and values: they add nothing to the
                 # attended value but share the softmax weight, so prompts always pad to the same length)
                 tokens = enc(ids, attention_mask=mask)[0] * mask[..., None].to(enc.dtype)  # (B, L, D)
-                if self.text_adapter is not None:
-                    tokens = self.text_adapter(tokens.to(self.text_adapter.dtype)).to(tokens.dtype)  # (B, L + K, D)
-                return TextConditioning(tokens)
+                from .slots import with_adapter
+
+                return TextConditioning(with_adapter(self.text_adapter, tokens))  # (B, L [+ K], D)
             use_mask = getattr(enc.config, "use_attention_mask", False)
             tokens = enc(ids, attention_mask=mask if use_mask else None)[0]  # (B, L, D)
             return TextConditioning(tokens)

@@ -37,8 +37,8 @@ class _ResamplerBlock(nn.Module):
 
     def forward(self, q: Tensor, kv: Tensor, pad: Tensor) -> Tensor:
         # q (B, K, D), kv (B, L, D), pad (B, L) True where a position is padding
-        h = self.norm_q(q)
-        q = q + self.attn(h, self.norm_kv(kv), self.norm_kv(kv), key_padding_mask=pad, need_weights=False)[0]  # (B, K, D)
+        kv = self.norm_kv(kv)
+        q = q + self.attn(self.norm_q(q), kv, kv, key_padding_mask=pad, need_weights=False)[0]  # (B, K, D)
         return q + self.mlp(self.norm_mlp(q))  # (B, K, D)
 
 
@@ -73,3 +73,12 @@ class SlotAdapter(ModelMixin, ConfigMixin):
 
     def forward(self, tokens: Tensor) -> Tensor:
         return torch.cat([tokens, self.slots(tokens)], dim=1)  # (B, L + K, D)
+
+
+@torch.no_grad()
+def with_adapter(adapter: SlotAdapter | None, tokens: Tensor) -> Tensor:
+    """Token states (B, L, D) as a model with this adapter sees them, (B, L + K, D), in the states' dtype;
+    unchanged without an adapter."""
+    if adapter is None:
+        return tokens
+    return adapter(tokens.to(adapter.dtype)).to(tokens.dtype)

@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..models.slots import with_adapter
 from ..sampling import timesteps_for
 from . import register_task
 from .loop import pick_device, resume, save_checkpoint, start_run
-from .t2i import ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache, with_adapter
+from .t2i import ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache
 
 logger = logging.getLogger(__name__)
 

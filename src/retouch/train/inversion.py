@@ -66,8 +66,9 @@ def _load_generator(path: str, dev: torch.device):
 def train_inversion(cfg: InversionTrainConfig) -> dict:
     from ..models.backbone import TextConditioning
     from ..models.inversion import InversionConfig, InversionNet, save_inversion
+    from ..models.slots import with_adapter
     from ..sampling import timesteps_for, turbo_step
-    from .t2i import latent_cache, load_t2i_recipe, text_cache, training_captions, with_adapter
+    from .t2i import latent_cache, load_t2i_recipe, text_cache, training_captions
 
     out = start_run(cfg)
     dev = pick_device(cfg.device)

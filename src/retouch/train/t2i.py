@@ -306,14 +306,15 @@ def save_pipeline(
         (out / name).mkdir()
         (out / name / LINK_REF).write_text(json.dumps({"folder": os.path.relpath(target, (out / name).resolve())}) + "\n")
 
+    source = resolve_folder(autoencoder)
     if share_with is not None:
         link("vae")
-    elif resolve_folder(autoencoder).resolve() != (out / "vae").resolve():  # (a run that writes over its own source keeps it)
+    elif source.resolve() != (out / "vae").resolve():  # (a run that writes over its own source keeps it)
         # the autoencoder's weights and config only (not its training state or evaluation records)
         shutil.rmtree(out / "vae", ignore_errors=True)
         (out / "vae").mkdir()
         for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-            shutil.copy2(resolve_folder(autoencoder) / name, out / "vae" / name)
+            shutil.copy2(source / name, out / "vae" / name)
     scheduler.save_pretrained(out / "scheduler")
     shutil.rmtree(out / "text_adapter", ignore_errors=True)
     if adapter is not None and share_with is not None:
@@ -341,14 +342,6 @@ def save_pipeline(
         "vae": ["diffusers", "AutoencoderDC"],
     } | ({"text_adapter": ["retouch", "SlotAdapter"]} if adapter is not None else {}) | (extra or {})
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-
-
-@torch.no_grad()
-def with_adapter(adapter: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """Cached token states (B, L, D) as a model with a slot adapter sees them: (B, L + K, D); unchanged without one."""
-    if adapter is None:
-        return tokens
-    return adapter(tokens.to(adapter.dtype)).to(tokens.dtype)
 
 
 def v_target(x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -440,13 +433,13 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         from ..models.slots import SlotAdapter
         from .slot_parse import SlotParseLoss, slot_labels
 
-        # slot vectors start at the size of the encoder's own states (their std over real tokens, all features together)
-        sample = np.asarray(texts[: min(n, 64)], dtype=np.float32)
-        real = sample[np.abs(sample).sum(-1) > 0]
         if init_adapter is not None:
             adapter = SlotAdapter.from_pretrained(init_adapter, torch_dtype=torch.float32)
             logger.info("initialised the slot adapter from %s", init_adapter)
         else:
+            # slot vectors start at the size of the encoder's own states (their std over real tokens, all features together)
+            sample = np.asarray(texts[: min(n, 64)], dtype=np.float32)
+            real = sample[np.abs(sample).sum(-1) > 0]
             adapter = SlotAdapter(
                 dim=texts.shape[-1], n_slots=cfg.slot_tokens, heads=cfg.heads, layers=cfg.slot_layers, out_scale=float(real.std())
             )
@@ -496,7 +489,7 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
             # slot token k is grounded like a phrase of the object in place k, where there is one
             occupied = labels[..., 0] == 1  # (B, 4)
             slot_ids = torch.arange(cfg.slot_tokens, device=dev).expand(len(idx), -1)  # (B, K)
-            slot_ids = torch.where(occupied[:, : cfg.slot_tokens] & positioned[:, None], slot_ids, -1)
+            slot_ids = torch.where(occupied & positioned[:, None], slot_ids, -1)
             slots = torch.cat([slots, slot_ids], dim=1)  # (B, L + K)
         if cfg.grounding > 0:
             with capture_cross_attention(unet, AttentionStore(keep_grad=True)) as store:
