@@ -290,6 +290,26 @@ def cmd_bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .serve import ServeSettings, serve
+    from .serve.settings import read_token_file
+
+    token = read_token_file(a.token_file) if a.token_file else None
+    settings = ServeSettings(
+        host=a.host,
+        port=a.port,
+        model=a.model,
+        token=token,
+        default_method=a.method,
+        max_concurrent=a.max_concurrent,
+        request_timeout_s=a.timeout,
+        max_sessions=a.max_sessions,
+        preload=[a.method] if a.preload else [],
+    )
+    serve(settings)
+    return 0
+
+
 def cmd_methods(a: argparse.Namespace) -> int:
     from .methods import list_methods
 
@@ -407,6 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--rewriter-url", default=None, help="openai: base URL of an OpenAI-compatible endpoint")
     ed.add_argument("--rewriter-model", default=None, help="openai: model name")
     ed.set_defaults(fn=cmd_edit)
+
+    sv = sub.add_parser("serve", help="the HTTP API (FastAPI; OpenAPI at /docs; docs/serve.md)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs --token-file)")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--model", default=None, help="pipeline folder to serve (default: the shipped Shapes models)")
+    sv.add_argument("--token-file", default=None, help="file holding the secret clients send as 'Authorization: Bearer <secret>'")
+    sv.add_argument("--method", default="turbo", help="the default method (default: turbo)")
+    sv.add_argument("--max-concurrent", type=int, default=4, help="model requests at once; more are answered 429 (default 4)")
+    sv.add_argument("--timeout", type=float, default=120.0, help="seconds a model request may take; past it 408 (default 120)")
+    sv.add_argument("--max-sessions", type=int, default=32, help="sessions kept; the least recently used go first (default 32)")
+    sv.add_argument("--preload", action="store_true", help="load the default method at start-up, not on the first request")
+    sv.set_defaults(fn=cmd_serve)
 
     m = sub.add_parser("methods", help="list registered editing methods")
     m.set_defaults(fn=cmd_methods)

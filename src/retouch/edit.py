@@ -13,17 +13,22 @@ each a ``ValueError`` / ``FileNotFoundError`` that names what was wrong.
 from __future__ import annotations
 
 import inspect
+import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .methods import EditRequest, EditResult, Method, Progress, get_method
+from .schema import EditRecord, png_text_chunks
+
+if TYPE_CHECKING:
+    from .session import EditSession
 
 logger = logging.getLogger(__name__)
 
@@ -31,29 +36,43 @@ MIN_SIDE, MAX_SIDE = 16, 4096
 MASK_MODES = ("1", "L")
 
 
-def _open(p: Path, what: str) -> Image.Image:
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} {p} not found")
+ImageSource = str | Path | bytes | BinaryIO
+
+
+def _open(source: ImageSource, what: str, max_pixels: int | None = None, name: str | None = None) -> tuple[Image.Image, str]:
+    """(decoded image, the name errors call it) from a path, bytes or a binary file; the pixel count is
+    checked against ``max_pixels`` from the header, before anything is decoded."""
+    if isinstance(source, str | Path):
+        p = Path(source)
+        if not p.is_file():
+            raise FileNotFoundError(f"{what} {p} not found")
+        name = name or str(p)
+    else:
+        name = name or f"the {what}"
+        p = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with Image.open(p) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise ValueError(f"{name} is {im.width}x{im.height} = {im.width * im.height} pixels; at most {max_pixels} are accepted")
             im.load()
-            return im
+            return im, name
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{p} is not a readable image ({e})") from e
+        raise ValueError(f"{name} is not a readable image ({e})") from e
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB; grey and palette images are converted, transparent ones refused."""
-    p = Path(path)
-    img = _open(p, "image")
+def load_image(source: ImageSource, *, max_pixels: int | None = None, name: str | None = None) -> np.ndarray:
+    """An image (a path, bytes or a binary file) as HxWx3 uint8 RGB, EXIF-upright; grey and palette images are
+    converted, transparent ones refused.  ``name`` is what error messages call it (default: the path)."""
+    img, name = _open(source, "image", max_pixels, name)
+    img = ImageOps.exif_transpose(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         alpha = np.asarray(img.convert("RGBA"))[..., 3]
         if (alpha < 255).any():
-            raise ValueError(f"{p} has transparent pixels (mode {img.mode}); flatten it onto a background first")
+            raise ValueError(f"{name} has transparent pixels (mode {img.mode}); flatten it onto a background first")
     if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr"):
-        raise ValueError(f"{p}: unsupported image mode {img.mode!r} (16-bit and float images: convert to 8-bit RGB first)")
+        raise ValueError(f"{name}: unsupported image mode {img.mode!r} (16-bit and float images: convert to 8-bit RGB first)")
     arr = np.asarray(img.convert("RGB"))
-    check_image(arr, str(p))
+    check_image(arr, name)
     return arr
 
 
@@ -65,14 +84,13 @@ def check_image(arr: np.ndarray, name: str = "the image") -> None:
         raise ValueError(f"{name} is {w}x{h}; sides must lie in [{MIN_SIDE}, {MAX_SIDE}] pixels")
 
 
-def load_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
-    """A single-channel mask file (mode 1 or L; white = edit) of the image's (H, W) as a boolean array."""
-    p = Path(path)
-    m = _open(p, "mask")
+def load_mask(source: ImageSource, size: tuple[int, int], *, name: str | None = None) -> np.ndarray:
+    """A single-channel mask (mode 1 or L; white = edit; a path, bytes or a binary file) of the image's (H, W) as a boolean array."""
+    m, name = _open(source, "mask", name=name)
     if m.mode not in MASK_MODES:
-        raise ValueError(f"mask {p} has mode {m.mode!r}; it must be single-channel (mode 'L' or '1', white = edit): convert it first")
+        raise ValueError(f"{name} has mode {m.mode!r}; it must be single-channel (mode 'L' or '1', white = edit): convert it first")
     arr = np.asarray(m)
-    return check_mask(arr > (0 if m.mode == "1" else 127), size, str(p))
+    return check_mask(arr > (0 if m.mode == "1" else 127), size, name)
 
 
 def check_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the mask") -> np.ndarray:
@@ -107,6 +125,16 @@ class Editor:
 
     def __init__(self, method: str | Method = "turbo", **options: Any) -> None:
         self.method = get_method(method, **options) if isinstance(method, str) else method
+
+    def session(self, image: np.ndarray, source_prompt: str | None = None, callback: Progress | None = None) -> EditSession:
+        """Caption and invert ``image`` once, for any number of edits with undo and redo (``retouch.session``)."""
+        from .session import EditSession
+
+        return EditSession(self.method, image, source_prompt, callback)
+
+    def record(self, turn: Turn) -> EditRecord:
+        """What a turn did and cost, as the API's ``EditRecord``."""
+        return EditRecord.from_result(turn.result, method=self.method.name, seconds=turn.seconds, instruction=turn.instruction)
 
     def edit(
         self,
@@ -192,16 +220,33 @@ def _text_or_none(text: str | None, what: str) -> str | None:
     return text.strip() or None
 
 
-def save_image(image: np.ndarray, path: str | Path) -> Path:
-    """Write atomically: a temporary file renamed into place, so a failure never leaves half an image."""
+def save_image(image: np.ndarray, path: str | Path, record: EditRecord | None = None) -> Path:
+    """Write atomically: a temporary file renamed into place, so a failure never leaves half an image.
+    A PNG gets ``record`` in its text chunks (``retouch.schema.png_text_chunks``)."""
     p = Path(path)
     if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise ValueError(f"{p}: output must be .png, .jpg or .webp")
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.stem + ".tmp" + p.suffix)
     try:
-        Image.fromarray(image).save(tmp)
+        if p.suffix.lower() == ".png":
+            tmp.write_bytes(encode_png(image, record))
+        else:
+            Image.fromarray(image).save(tmp)
         tmp.replace(p)
     finally:
         tmp.unlink(missing_ok=True)
     return p
+
+
+def encode_png(image: np.ndarray, record: Any = None) -> bytes:
+    """PNG bytes of an HxWx3 uint8 image, with a record's text chunks (an ``EditRecord`` or any pydantic model)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if record is not None:
+        for key, value in png_text_chunks(record).items():
+            info.add_itxt(key, value)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()

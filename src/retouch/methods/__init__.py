@@ -55,16 +55,68 @@ class EditResult:
     nfe_inversion: int = 0  # network evaluations spent inverting (0 when reused from a cache)
     s_inversion: float = 0.0  # seconds of the above spent inverting
     info: dict[str, Any] = field(default_factory=dict)
+    mask: np.ndarray | None = None  # HxW float32 in [0, 1]: how much of the edit each pixel took (None: not reported)
+
+
+@dataclass
+class Prepared:
+    """What a method computed once for one image, for any number of edits of it (``Method.prepare``).
+
+    ``state`` is the method's own (turbo: the working-size image, its inversion and the source
+    caption's attention maps); ``nfe`` / ``seconds`` are what preparing cost.
+    """
+
+    image: np.ndarray  # HxWx3 uint8, the input
+    source_prompt: str | None = None  # the source caption: the caller's, or the captioner's
+    state: Any = None
+    nfe: int = 0
+    seconds: float = 0.0
 
 
 class Method:
-    """Base class: subclasses set ``name`` and implement ``edit``."""
+    """Base class: subclasses set ``name`` and implement ``edit``.
+
+    ``prepare`` / ``edit_prepared`` split an edit into what depends on the image alone (captioning,
+    inversion: done once) and the edit itself, for sessions that edit one image many times.  The
+    defaults keep nothing and run the whole ``edit`` each time; a method with a reusable inversion
+    overrides both, and its ``edit`` is ``prepare`` followed by ``edit_prepared``.
+    """
 
     name: ClassVar[str] = ""
+    task: ClassVar[str] = "edit"  # the kind of request it serves (later: "inpaint", "erase", "outpaint")
     reference: ClassVar[bool] = False  # reference methods may read ground truth
+    reuses_inversion: ClassVar[bool] = False  # True: ``prepare`` inverts once and ``edit_prepared`` costs the edit alone
 
     def edit(self, request: EditRequest, callback: Progress | None = None) -> EditResult:
         raise NotImplementedError
+
+    def prepare(self, image: np.ndarray, source_prompt: str | None = None, callback: Progress | None = None) -> Prepared:
+        return Prepared(image=image, source_prompt=source_prompt)
+
+    def edit_prepared(
+        self,
+        prepared: Prepared,
+        *,
+        instruction: str | None = None,
+        target_prompt: str | None = None,
+        mask: np.ndarray | None = None,
+        strength: float | None = None,
+        callback: Progress | None = None,
+    ) -> EditResult:
+        """An edit of ``prepared.image`` from its source caption; costs only the edit where ``prepare`` cached work."""
+        request = EditRequest(
+            image=prepared.image, instruction=instruction, source_prompt=prepared.source_prompt, target_prompt=target_prompt, mask=mask
+        )
+        if strength is None:
+            return self.edit(request, callback=callback)
+        if not takes_strength(type(self)):
+            raise ValueError(f"method {self.name!r} has no edit strength")
+        return self.edit(request, callback=callback, strength=strength)
+
+
+def takes_strength(cls: type[Method]) -> bool:
+    """Whether the method's ``edit`` takes a ``strength``."""
+    return "strength" in inspect.signature(cls.edit).parameters
 
 
 class ReferenceMethod(Method):

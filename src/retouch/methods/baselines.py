@@ -24,7 +24,7 @@ import torch
 
 from ..models.p2p import InjectionControl, inject_attention, token_mapper
 from ..sampling import invert_ddim, invert_ddpm, sample_ddim, sample_ddim_pair, sample_ddpm, timesteps_for
-from . import EditRequest, EditResult, Method, Progress, register_method
+from . import EditRequest, EditResult, Method, Prepared, Progress, register_method
 from .common import from_working, make_captioner, paste, resolve_captions, size_multiple, to_working, working_size
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,12 @@ class CaptionBaseline(Method):
         self.guidance = self.backbone.default_guidance if s.guidance is None else s.guidance
         self.captioner = make_captioner(s.captioner)
 
+    def prepare(self, image: np.ndarray, source_prompt: str | None = None, callback: Progress | None = None) -> Prepared:
+        """The source caption, once (the inversion depends on the target's guidance and steps, so each edit inverts)."""
+        if not source_prompt and self.captioner is not None:
+            source_prompt = self.captioner.caption(image)
+        return Prepared(image=image, source_prompt=source_prompt)
+
     def edit(self, request: EditRequest, callback: Progress | None = None) -> EditResult:
         bb = self.backbone
         src = request.image
@@ -80,7 +86,9 @@ class CaptionBaseline(Method):
         edited = from_working(bb.decode_latents(out)[0], src.shape[:2])
         weight = request.mask.astype(np.float32) if request.mask is not None else np.ones(src.shape[:2], np.float32)
         info = {"source_caption": caps.source, "target_caption": caps.target, "guidance": self.guidance, "steps": self.steps}
-        return EditResult(image=paste(src, edited, weight), nfe_edit=nfe_edit, nfe_inversion=nfe_inv, s_inversion=s_inv, info=info)
+        return EditResult(
+            image=paste(src, edited, weight), nfe_edit=nfe_edit, nfe_inversion=nfe_inv, s_inversion=s_inv, info=info, mask=weight
+        )
 
     def run(self, x0, c_src, c_tgt, uncond, caps, cb, t0):
         raise NotImplementedError

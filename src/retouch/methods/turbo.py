@@ -24,8 +24,9 @@ import torch
 
 from ..models.attention import capture_cross_attention
 from ..sampling import TurboInversion, invert_turbo, sample_turbo, timesteps_for
-from . import EditRequest, EditResult, Method, Progress, register_method
+from . import EditRequest, EditResult, Method, Prepared, Progress, register_method
 from .common import (
+    Captions,
     attention_mask,
     changed_tokens,
     difference_mask,
@@ -75,9 +76,19 @@ class TurboSettings:
     cache_size: int = 8  # inversions kept for reuse
 
 
+@dataclass
+class TurboState:
+    """What ``TurboEdit.prepare`` keeps: the working size, the inversion and the source caption's attention maps."""
+
+    size: tuple[int, int]
+    inversion: TurboInversion
+    maps: torch.Tensor  # (1, L, h, w)
+
+
 @register_method
 class TurboEdit(Method):
     name = "turbo"
+    reuses_inversion = True
 
     def __init__(self, **options) -> None:
         self.settings = s = TurboSettings(**options)
@@ -123,24 +134,67 @@ class TurboEdit(Method):
             self._cache.popitem(last=False)
         return inv, maps, False
 
+    # -- prepare once, edit many times ---------------------------------------------------------------
+    def prepare(self, image: np.ndarray, source_prompt: str | None = None, callback: Progress | None = None) -> Prepared:
+        """Caption (unless ``source_prompt`` is given) and invert ``image`` once; ``edit_prepared`` reuses both."""
+        if not source_prompt:
+            if self.captioner is None:
+                raise ValueError("this backbone has no captioner: give the source caption (source_prompt / --source-prompt)")
+            source_prompt = self.captioner.caption(image)
+        bb = self.backbone
+        size = working_size(*image.shape[:2], bb.default_size, size_multiple(bb))
+        work = to_working(image, size)
+        t0 = time.perf_counter()
+        inv, maps, reused = self.invert(work, source_prompt, callback)
+        return Prepared(
+            image=image,
+            source_prompt=source_prompt,
+            state=TurboState(size, inv, maps),
+            nfe=0 if reused else 2 * len(self.timesteps),
+            seconds=0.0 if reused else time.perf_counter() - t0,
+        )
+
     def edit(self, request: EditRequest, callback: Progress | None = None, strength: float | None = None) -> EditResult:
+        # the captions first (cheap, and where bad input fails), then the inversion (cached), then the edit
+        self._check_strength(strength)
+        caps = resolve_captions(request, self.captioner, self.rewriter)
+        prep = self.prepare(request.image, caps.source)
+        return self._edit(prep, caps, request.mask, strength, callback, reused=prep.nfe == 0)
+
+    def edit_prepared(
+        self,
+        prepared: Prepared,
+        *,
+        instruction: str | None = None,
+        target_prompt: str | None = None,
+        mask: np.ndarray | None = None,
+        strength: float | None = None,
+        callback: Progress | None = None,
+    ) -> EditResult:
+        self._check_strength(strength)
+        req = EditRequest(
+            image=prepared.image, instruction=instruction, source_prompt=prepared.source_prompt, target_prompt=target_prompt, mask=mask
+        )
+        caps = resolve_captions(req, self.captioner, self.rewriter)
+        return self._edit(prepared, caps, req.mask, strength, callback, reused=True)
+
+    def _check_strength(self, strength: float | None) -> None:
+        if strength is not None and not 0.0 <= strength <= MAX_STRENGTH:
+            raise ValueError(f"strength must lie in [0, {MAX_STRENGTH}], got {strength}")
+
+    def _edit(
+        self, prep: Prepared, caps: Captions, user_mask: np.ndarray | None, strength: float | None, callback: Progress | None, reused: bool
+    ) -> EditResult:
         s = self.settings
         strength = s.strength if strength is None else strength
-        if not 0.0 <= strength <= MAX_STRENGTH:
-            raise ValueError(f"strength must lie in [0, {MAX_STRENGTH}], got {strength}")
         bb = self.backbone
-        src = request.image
-        size = working_size(*src.shape[:2], bb.default_size, size_multiple(bb))
-        work = to_working(src, size)
-        caps = resolve_captions(request, self.captioner, self.rewriter)
-        t0 = time.perf_counter()
-        inv, maps_src, reused = self.invert(work, caps.source)
-        s_inv = 0.0 if reused else time.perf_counter() - t0
+        src = prep.image
+        size, inv, maps_src = prep.state.size, prep.state.inversion, prep.state.maps
+        s_inv = 0.0 if reused else prep.seconds
         lat_hw = tuple(inv.noises[0].shape[-2:])
         both = bb.encode_text([caps.source, caps.target], size=size)
         c_src, c_tgt = both.select(0), both.select(1)
         cond = c_src.lerp(c_tgt, strength)  # sec. 3.4: linear interpolation of the text embeddings
-        user_mask = request.mask
         info: dict = {"source_caption": caps.source, "target_caption": caps.target, "strength": strength, "inversion_reused": reused}
         cb = (lambda i, n, _x: callback(i, n)) if callback else None
 
@@ -191,6 +245,7 @@ class TurboEdit(Method):
             edited = compose_delta(src, edited, recon, adaptive=s.compose == "adaptive")
         return EditResult(
             image=paste(src, edited, weight),
+            mask=weight,
             nfe_edit=len(self.timesteps),
             nfe_inversion=0 if reused else 2 * len(self.timesteps),
             s_inversion=s_inv,
@@ -209,4 +264,4 @@ def compose_delta(src: np.ndarray, edited: np.ndarray, recon: np.ndarray, adapti
     return np.round(out).clip(0, 255).astype(np.uint8)
 
 
-__all__ = ["TurboEdit", "TurboSettings", "compose_delta"]
+__all__ = ["TurboEdit", "TurboSettings", "TurboState", "compose_delta"]
