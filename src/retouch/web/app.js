@@ -221,6 +221,8 @@ async function runEdit(fields, label) {
       },
     });
     state.session = next;
+    // the mask stays for the next edit, hidden so the result shows; painting shows it again
+    if (fields.mask) el.maskShow.checked = false;
     showError(null);
     await refreshImages();
   } finally {
@@ -391,7 +393,13 @@ function render() {
 }
 
 // -- events --------------------------------------------------------------------------------------
-el.file.addEventListener("change", () => openFile(el.file.files[0]));
+for (const input of [el.file, $("file2")]) {
+  input.addEventListener("change", () => {
+    const f = input.files[0];
+    input.value = "";
+    openFile(f);
+  });
+}
 for (const target of [el.drop, document.body]) {
   target.addEventListener("dragover", (e) => {
     e.preventDefault();
@@ -481,3 +489,7 @@ el.token.addEventListener("change", () => {
 brush.onchange = render;
 window.addEventListener("resize", render);
 connect();
+brush.onstart = () => {
+  el.maskShow.checked = true;
+  render();
+};

@@ -12,6 +12,7 @@ export class MaskBrush {
     this.erase = false;
     this.enabled = true;
     this.onchange = () => {};
+    this.onstart = () => {};
     this._last = null;
     canvas.addEventListener("pointerdown", (e) => this._down(e));
     canvas.addEventListener("pointermove", (e) => this._move(e));
@@ -54,6 +55,7 @@ export class MaskBrush {
   _down(e) {
     if (!this.enabled || e.button !== 0) return;
     this.canvas.setPointerCapture?.(e.pointerId);
+    this.onstart();
     this._last = this._point(e);
     this._stroke(this._last, this._last);
   }
