@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument(
         "--compose", default=None, choices=["adaptive", "delta", "paste"], help="turbo: how the edit returns to pixels (default adaptive)"
     )
-    ed.add_argument("--rewriter", default="rules", help="instruction -> caption backend: rules, smollm2 or openai")
+    ed.add_argument("--rewriter", default="reader", help="instruction -> caption backend: reader (default), rules, smollm2 or openai")
     ed.add_argument("--rewriter-url", default=None, help="openai: base URL of an OpenAI-compatible endpoint")
     ed.add_argument("--rewriter-model", default=None, help="openai: model name")
     ed.set_defaults(fn=cmd_edit)

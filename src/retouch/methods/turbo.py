@@ -69,7 +69,7 @@ class TurboSettings:
     # edit changed little, the decoded edit where it changed much: no ghost of a replaced texture) or
     # "paste" (the decoded edit)
     compose: str = "adaptive"
-    rewriter: str = "rules"
+    rewriter: str = "reader"
     rewriter_options: dict | None = None
     captioner: str | None = "scene-reader"  # None: captions must come with the request
     device: str = "cpu"

@@ -392,7 +392,8 @@ def _frame(toks: list[Tok]) -> Frame:
             i = j
             role = _np_role(np, zone, marker, has_ref(), f, last_role)
             if np.is_place:
-                if role == "new" or (f.verbs and f.verbs[-1] in ("add", "move", "copy") and marker in ("to", "at", None)):
+                adding = f.verbs and f.verbs[-1] in ("add", "copy") and any(n.head == "shape" or n.copy for n in f.new_nps)
+                if role == "new" or (adding and marker in ("to", "at", None)):
                     f.places.append(np)
                 else:
                     f.ref_places += np.mods
@@ -452,7 +453,8 @@ def _np_role(np: NP, zone: str, marker: str | None, has_ref: bool, f: Frame, las
 
 def _loose(f: Frame, t: Tok, zone: str, marker: str | None, has_ref: bool, last_role: str | None) -> None:
     if t.cat in PLACE_CATS:
-        if f.verbs and f.verbs[-1] in ("add", "copy", "move") and (f.new_nps or marker == "to"):
+        adding = f.verbs and f.verbs[-1] in ("add", "copy") and any(n.head == "shape" or n.copy for n in f.new_nps)
+        if adding or (f.verbs and f.verbs[-1] == "move" and marker == "to"):
             f.places.append(NP(det="bare", mods=[t], text=t.text))
         else:
             f.ref_places.append(t)
@@ -795,7 +797,9 @@ def _apply_frame(scene: Scene, f: Frame, plan: _Plan, topic: list[int] | None) -
     if not (obj_refs or asked or verbs & {"delete", "move", "fix"}):
         if f.empty or not (f.unknown or f.verbs):
             return topic
-        raise ReadingError(f"cannot read a change in {f.text!r}" + (f" (unknown words: {', '.join(f.unknown)})" if f.unknown else ""))
+        raise ReadingError(
+            f"cannot map {f.text!r} to a change of this scene" + (f" (words it does not know: {', '.join(f.unknown)})" if f.unknown else "")
+        )
 
     ref = _ref_from(obj_refs, f.ref_places, f.old)
     if not obj_refs:
@@ -848,7 +852,7 @@ def _apply_frame(scene: Scene, f: Frame, plan: _Plan, topic: list[int] | None) -
             return targets  # a clause that only names or describes objects: the topic of the next one
         if "rotate" in verbs:
             raise ReadingError("say how it should stand: upright, upside down, tilted left or tilted right")
-        raise ReadingError(f"cannot tell what should change about '{ref.text}' in {f.text!r}")
+        raise ReadingError(f"cannot map {f.text!r} to a change: it names '{ref.text}' but not what should change about it")
     if f.statement and not f.modal and not f.verbs:
         same = all(_same(scene.object_at(s), asked) for s in targets)
         if same:
@@ -908,7 +912,8 @@ def _add_object(scene: Scene, f: Frame, plan: _Plan, base: dict, asked: dict, to
         attrs[attr] = value
     if "shape" not in attrs:
         raise ReadingError("say which shape to add")
-    slots, named = _place_slots(scene, f.places, f.anchors, topic)
+    places = f.places + [NP(det="bare", mods=[m], text=m.text) for m in f.ref_places]
+    slots, named = _place_slots(scene, places, f.anchors, topic)
     taken = {o.slot for o in scene.objects} - plan.deletes - set(plan.moves)
     taken |= set(plan.adds) | set(plan.moves.values())
     free = sorted(s for s in slots if s not in taken)
