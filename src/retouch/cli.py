@@ -207,7 +207,7 @@ def cmd_edit(a: argparse.Namespace) -> int:
             options["compose"] = a.compose
     elif a.inversion or a.mask_threshold is not None or a.auto_mask is not None or a.compose is not None:
         raise ValueError(f"--inversion, --mask-threshold, --auto-mask and --compose belong to --method turbo, not {a.method}")
-    if a.rewriter != "rules" or a.rewriter_url or a.rewriter_model:
+    if a.rewriter != "reader" or a.rewriter_url or a.rewriter_model:
         options["rewriter"] = a.rewriter
         ropts = {k: v for k, v in (("base_url", a.rewriter_url), ("model", a.rewriter_model)) if v}
         if ropts:
