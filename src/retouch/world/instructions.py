@@ -145,6 +145,8 @@ def apply_instruction(scene: Scene, instruction: str) -> Scene:
         if ch.kind in ("delete", "shape", "emblem", "pose", "color", "pattern") and target.object_at(ch.slot) is None:
             raise ValueError(f"the instruction changes the object at the {POSITIONS[ch.slot]} twice")
         target = ch.apply(target)
+    if not target.objects:
+        raise ValueError(f"{instruction!r} would leave the image empty: a scene keeps at least one object")
     return target
 
 

@@ -356,7 +356,7 @@ FUNCTION_WORDS: dict[str, tuple[str, ...]] = {
     "COL0": ("left", "leftmost", "left hand", "left side", "lefthand"),
     "COL1": ("right", "rightmost", "right hand", "right side", "righthand"),
     "CENTER": ("center", "middle", "centre"),
-    "CORNER": ("corner", "corners", "spot", "place", "slot", "cell", "quadrant", "side", "part", "area", "position"),
+    "CORNER": ("corner", "corners", "spot",  "slot", "cell", "quadrant", "side", "part", "area", "position"),
     "EMPTY": ("empty", "free", "remaining", "vacant", "open", "unused", "blank", "missing", "last", "other empty", "spare", "gap"),
     "LEFTOF": ("to the left of", "left of", "on the left of", "at the left of"),
     "RIGHTOF": ("to the right of", "right of", "on the right of", "at the right of"),
