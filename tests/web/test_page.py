@@ -81,11 +81,8 @@ def download(page, out: Path) -> tuple[np.ndarray, dict]:
         return np.asarray(im.convert("RGB")), json.loads(im.text["retouch"])
 
 
-def test_upload_brush_edit_strength_undo_download(server, browser, shots, tmp_path):
+def test_upload_brush_edit_strength_undo_download(server, page, shots, tmp_path):
     src = scene_file(tmp_path / "scene.png", (W, H))
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page_errors: list[str] = []
-    page.on("pageerror", lambda e: page_errors.append(str(e)))
     page.goto(server + "/")
     page.wait_for_selector("#method option[value='turbo']", state="attached")
     assert page.input_value("#method") == "turbo"  # the server's default method
@@ -170,12 +167,10 @@ def test_upload_brush_edit_strength_undo_download(server, browser, shots, tmp_pa
     assert record["nfe_inversion"] == 0 and record["nfe_edit"] == 4 and record["inversion_reused"] is True
     assert "starry night sky" in record["target_caption"] and "starry night sky" not in record["source_caption"]
     assert (record["width"], record["height"]) == (W, H) and record["seconds"] > 0
-    assert not page_errors, page_errors
-    page.close()
+    assert not page.page_errors, page.page_errors
 
 
-def test_errors_are_words_and_large_images_fit(server, browser, shots, tmp_path):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+def test_errors_are_words_and_large_images_fit(server, page, shots, tmp_path):
     page.goto(server + "/")
     page.wait_for_selector("#method option[value='turbo']", state="attached")
 
@@ -218,4 +213,4 @@ def test_errors_are_words_and_large_images_fit(server, browser, shots, tmp_path)
     page.click("#edit-btn")
     assert "Type an instruction" in page.inner_text("#error")
     shots(page, "error-empty-instruction")
-    page.close()
+    assert not page.page_errors, page.page_errors
