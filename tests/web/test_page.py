@@ -7,7 +7,6 @@ the record in its text chunks).  Screenshots: runs/test-artifacts/web/<test name
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from retouch.web.browser import EditorPage
 from retouch.world import random_scene, render_pil
 
 W, H = 200, 150  # not the model's 128 x 128, not square: the page and the server keep the image's own size
@@ -29,99 +29,39 @@ def scene_file(path: Path, size: tuple[int, int], seed: int = 3) -> np.ndarray:
     return np.asarray(img)
 
 
-def painted_mask(page) -> np.ndarray:
-    """The brush canvas's coverage (alpha >= 128) as an HxW bool array: what the page sends as the mask."""
-    w, h, bits = page.evaluate(
-        """() => {
-        const c = document.getElementById('mask');
-        const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-        let s = '';
-        for (let i = 3; i < a.length; i += 4) s += a[i] >= 128 ? '1' : '0';
-        return [c.width, c.height, s];
-    }"""
-    )
-    return np.frombuffer(bits.encode(), np.uint8).reshape(h, w) == ord("1")
-
-
-def shown_image(page, selector: str) -> np.ndarray:
-    """An <img> of the page as the browser decoded it (HxWx3, its natural size)."""
-    w, h, data = page.evaluate(
-        """(sel) => {
-        const img = document.querySelector(sel);
-        const c = new OffscreenCanvas(img.naturalWidth, img.naturalHeight);
-        const x = c.getContext('2d');
-        x.drawImage(img, 0, 0);
-        return [c.width, c.height, Array.from(x.getImageData(0, 0, c.width, c.height).data)];
-    }""",
-        selector,
-    )
-    return np.asarray(data, np.uint8).reshape(h, w, 4)[..., :3]
-
-
-def drag(page, fractions: list[tuple[float, float]]) -> None:
-    box = page.locator("#mask").bounding_box()
-    pts = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in fractions]
-    page.mouse.move(*pts[0])
-    page.mouse.down()
-    for p in pts[1:]:
-        page.mouse.move(*p, steps=10)
-    page.mouse.up()
-
-
-def idle(page) -> None:
-    page.wait_for_function("!document.body.classList.contains('busy')")
-
-
-def download(page, out: Path) -> tuple[np.ndarray, dict]:
-    with page.expect_download() as d:
-        page.click("#download")
-    d.value.save_as(out)
-    with Image.open(out) as im:
-        assert im.format == "PNG"
-        return np.asarray(im.convert("RGB")), json.loads(im.text["retouch"])
-
-
 def test_upload_brush_edit_strength_undo_download(server, page, shots, tmp_path):
     src = scene_file(tmp_path / "scene.png", (W, H))
-    page.goto(server + "/")
-    page.wait_for_selector("#method option[value='turbo']", state="attached")
+    ed = EditorPage(page)
+    ed.goto(server)
     assert page.input_value("#method") == "turbo"  # the server's default method
     assert "server ok" in page.inner_text("#server-status")
     shots(page, "0-start")
 
     # open: the session (caption + inversion, once) at the image's own size
-    page.set_input_files("#file", str(tmp_path / "scene.png"))
-    page.wait_for_selector("#history li[data-index='0'].current")
-    idle(page)
+    ed.open(tmp_path / "scene.png")
     assert f"{W}×{H} px" in page.inner_text("#stage-info")
     assert page.evaluate("[document.getElementById('mask').width, document.getElementById('mask').height]") == [W, H]
-    assert np.array_equal(shown_image(page, "#img-before"), src)
+    assert np.array_equal(ed.image("#img-before"), src)
     assert page.is_disabled("#undo") and page.is_disabled("#redo")
 
     # brush the lower half with a 40 px brush, erase a band through it, then check what the page will send
-    page.fill("#brush-size", "40")
+    ed.brush([(0.02, 0.6), (0.98, 0.6), (0.98, 0.75), (0.02, 0.75), (0.02, 0.9), (0.98, 0.9)], size=40)
     assert page.inner_text("#brush-size-out") == "40 px"
-    drag(page, [(0.02, 0.6), (0.98, 0.6), (0.98, 0.75), (0.02, 0.75), (0.02, 0.9), (0.98, 0.9)])
-    page.check("#tool-erase")
-    drag(page, [(0.5, 0.4), (0.5, 1.0)])
-    mask = painted_mask(page)
+    ed.brush([(0.5, 0.4), (0.5, 1.0)], erase=True)
+    mask = ed.mask()
     assert mask.shape == (H, W)
     assert mask[int(0.75 * H), int(0.2 * W)] and not mask[int(0.75 * H), W // 2] and not mask[: H // 3].any()
     assert 0.15 < mask.mean() < 0.6
     assert re.search(r"\d+\.\d% of the image", page.inner_text("#mask-state"))
-    page.check("#tool-brush")
     shots(page, "1-mask")
 
     # edit
-    page.fill("#instruction", FIRST)
-    page.click("#edit-btn")
-    page.wait_for_selector("#history li[data-index='1'].current")
-    idle(page)
+    ed.edit(FIRST)
     item = page.inner_text("#history li[data-index='1']")
     assert FIRST in item and "starry night sky" in item.split("\n")[-1] and "0+4 evaluations" in item
     assert page.is_enabled("#undo") and page.is_disabled("#redo")
     assert page.is_visible("#compare-box")
-    edited1 = shown_image(page, "#img-after")
+    edited1 = ed.image("#img-after")
     assert edited1.shape == src.shape
     assert np.array_equal(edited1[~mask], src[~mask]), "outside the brushed mask every pixel is the input's"
     assert np.abs(edited1[mask].astype(int) - src[mask]).mean() > 2, "inside the mask the picture changed"
@@ -129,38 +69,31 @@ def test_upload_brush_edit_strength_undo_download(server, page, shots, tmp_path)
     # the mask the server applied, previewed on the page, is the one brushed
     page.check("#auto-show")
     page.wait_for_selector("#auto-mask:not([hidden])")
-    applied = shown_image(page, "#auto-mask")[..., 0] > 127
-    assert np.array_equal(applied, mask)
+    assert np.array_equal(ed.image("#auto-mask")[..., 0] > 127, mask)
     assert page.is_enabled("#auto-use")
     page.uncheck("#auto-show")
     page.fill("#compare", "40")
     shots(page, "2-edited")
 
     # strength slider: re-renders turn 1 (no new turn) from the cached inversion
-    page.fill("#strength", "0.5")
-    page.wait_for_function("document.querySelector('#history li.current .cost').textContent.includes('strength 0.50')")
-    idle(page)
-    assert page.locator("#history li").count() == 2
-    weaker = shown_image(page, "#img-after")
+    ed.set_strength(0.5)
+    assert ed.turns() == 2 and ed.current() == 1
+    weaker = ed.image("#img-after")
     assert np.array_equal(weaker[~mask], src[~mask])
     assert not np.array_equal(weaker[mask], edited1[mask]), "another strength gives another picture"
     shots(page, "3-strength")
 
     # a second edit, then undo back to the strength-0.5 turn
-    page.fill("#instruction", SECOND)
-    page.click("#edit-btn")
-    page.wait_for_selector("#history li[data-index='2'].current")
-    idle(page)
-    page.click("#undo")
-    page.wait_for_selector("#history li[data-index='1'].current")
-    idle(page)
-    assert "undone" in page.get_attribute("#history li[data-index='2']", "class")
+    ed.edit(SECOND)
+    assert ed.current() == 2
+    ed.undo()
+    assert ed.current() == 1 and "undone" in page.get_attribute("#history li[data-index='2']", "class")
     assert page.is_enabled("#redo")
-    assert np.array_equal(shown_image(page, "#img-after"), weaker)
+    assert np.array_equal(ed.image("#img-after"), weaker)
     shots(page, "4-undo")
 
     # download: the server's PNG of the current turn, its record in the text chunks
-    pixels, record = download(page, tmp_path / "download.png")
+    pixels, record = ed.download(tmp_path / "download.png")
     assert np.array_equal(pixels, weaker)
     assert record["method"] == "turbo" and record["instruction"] == FIRST
     assert record["strength"] == pytest.approx(0.5) and record["mask"] == "user"
@@ -171,8 +104,8 @@ def test_upload_brush_edit_strength_undo_download(server, page, shots, tmp_path)
 
 
 def test_errors_are_words_and_large_images_fit(server, page, shots, tmp_path):
-    page.goto(server + "/")
-    page.wait_for_selector("#method option[value='turbo']", state="attached")
+    ed = EditorPage(page)
+    ed.goto(server)
 
     # not an image at all (the page says so), then bytes that claim to be a PNG (the server says so)
     (tmp_path / "notes.txt").write_text("hello")
@@ -181,7 +114,7 @@ def test_errors_are_words_and_large_images_fit(server, page, shots, tmp_path):
     assert "is not an image" in page.inner_text("#error")
     page.set_input_files("#file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\nnot really"}])
     page.wait_for_function("document.querySelector('#error').textContent.includes('image')")
-    idle(page)
+    ed.idle()
     words = page.inner_text("#error")
     assert not re.search(r"\b[45]\d\d\b", words), f"an HTTP status code shown to the user: {words!r}"
     assert "Traceback" not in words and len(words.split()) >= 4
@@ -191,9 +124,7 @@ def test_errors_are_words_and_large_images_fit(server, page, shots, tmp_path):
     # a large, wide image opens at its own size and the picture fits the window
     big = (1000, 560)
     scene_file(tmp_path / "big.png", big, seed=5)
-    page.set_input_files("#file", str(tmp_path / "big.png"))
-    page.wait_for_selector("#history li[data-index='0'].current")
-    idle(page)
+    ed.open(tmp_path / "big.png")
     assert page.is_hidden("#error")
     assert page.evaluate("[document.getElementById('mask').width, document.getElementById('mask').height]") == list(big)
     box = page.locator("#frame").bounding_box()
@@ -203,10 +134,10 @@ def test_errors_are_words_and_large_images_fit(server, page, shots, tmp_path):
     page.fill("#instruction", "paint a moustache on the moon")
     page.click("#edit-btn")
     page.wait_for_selector("#error:not([hidden])")
-    idle(page)
+    ed.idle()
     words = page.inner_text("#error")
     assert not re.search(r"\b[45]\d\d\b", words) and len(words.split()) >= 4, words
-    assert page.locator("#history li").count() == 1
+    assert ed.turns() == 1
     shots(page, "error-instruction")
     # an empty instruction is caught on the page
     page.fill("#instruction", "  ")

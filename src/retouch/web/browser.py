@@ -104,3 +104,117 @@ def chromium():
             yield b
         finally:
             b.close()
+
+
+class EditorPage:
+    """The editor page as a user drives it (Playwright ``Page`` underneath, as ``.page``): open a file, brush,
+    edit, move the strength slider, undo / redo, download; plus reads of what it shows."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+
+    def goto(self, url: str) -> None:
+        self.page.goto(url.rstrip("/") + "/")
+        self.page.wait_for_selector("#method option", state="attached")
+
+    def idle(self) -> None:
+        self.page.wait_for_function("!document.body.classList.contains('busy')")
+
+    def turns(self) -> int:
+        return self.page.locator("#history li").count()
+
+    def current(self) -> int:
+        return int(self.page.get_attribute("#history li.current", "data-index"))
+
+    def open(self, path: str | Path) -> None:
+        self.page.set_input_files("#file", str(path))
+        self.page.wait_for_selector("#history li[data-index='0'].current")
+        self.idle()
+
+    def brush(self, points: list[tuple[float, float]], size: int | None = None, erase: bool = False) -> None:
+        """One stroke through ``points`` (fractions of the picture's width and height)."""
+        if size is not None:
+            self.page.fill("#brush-size", str(size))
+        self.page.check("#tool-erase" if erase else "#tool-brush")
+        box = self.page.locator("#mask").bounding_box()
+        pts = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+        self.page.mouse.move(*pts[0])
+        self.page.mouse.down()
+        for p in pts[1:]:
+            self.page.mouse.move(*p, steps=10)
+        self.page.mouse.up()
+
+    def edit(self, instruction: str) -> None:
+        n = self.turns()
+        self.page.fill("#instruction", instruction)
+        self.page.click("#edit-btn")
+        self.page.wait_for_selector(f"#history li[data-index='{n}'].current")
+        self.idle()
+
+    def set_strength(self, value: float) -> None:
+        """Move the slider; the page re-renders the current turn (wait until the history shows the new strength)."""
+        self.page.fill("#strength", str(value))
+        self.page.wait_for_function(
+            "s => (document.querySelector('#history li.current .cost') || {textContent: ''}).textContent.includes('strength ' + s)",
+            arg=f"{value:.2f}",
+        )
+        self.idle()
+
+    def undo(self) -> None:
+        k = self.current()
+        self.page.click("#undo")
+        self.page.wait_for_selector(f"#history li[data-index='{k - 1}'].current")
+        self.idle()
+
+    def redo(self) -> None:
+        k = self.current()
+        self.page.click("#redo")
+        self.page.wait_for_selector(f"#history li[data-index='{k + 1}'].current")
+        self.idle()
+
+    def download(self, path: str | Path):
+        """Save what the Download button gives; returns (HxWx3 uint8 pixels, the PNG's ``retouch`` record or None)."""
+        import json
+
+        import numpy as np
+        from PIL import Image
+
+        with self.page.expect_download() as d:
+            self.page.click("#download")
+        d.value.save_as(path)
+        with Image.open(path) as im:
+            if im.format != "PNG":
+                raise ValueError(f"the download is {im.format}, not PNG")
+            record = json.loads(im.text["retouch"]) if "retouch" in im.text else None
+            return np.asarray(im.convert("RGB")), record
+
+    def mask(self):
+        """The brush canvas's coverage (alpha >= 128) as an HxW bool array: what the page sends as the mask."""
+        import numpy as np
+
+        w, h, bits = self.page.evaluate(
+            """() => {
+            const c = document.getElementById('mask');
+            const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let s = '';
+            for (let i = 3; i < a.length; i += 4) s += a[i] >= 128 ? '1' : '0';
+            return [c.width, c.height, s];
+        }"""
+        )
+        return np.frombuffer(bits.encode(), np.uint8).reshape(h, w) == ord("1")
+
+    def image(self, selector: str):
+        """An <img> of the page as the browser decoded it (HxWx3 uint8, its natural size)."""
+        import numpy as np
+
+        w, h, data = self.page.evaluate(
+            """(sel) => {
+            const img = document.querySelector(sel);
+            const c = new OffscreenCanvas(img.naturalWidth, img.naturalHeight);
+            const x = c.getContext('2d');
+            x.drawImage(img, 0, 0);
+            return [c.width, c.height, Array.from(x.getImageData(0, 0, c.width, c.height).data)];
+        }""",
+            selector,
+        )
+        return np.asarray(data, np.uint8).reshape(h, w, 4)[..., :3]
