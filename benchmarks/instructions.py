@@ -115,7 +115,10 @@ def main() -> None:
 
 
 def table(results: dict) -> str:
-    head = "| rewriter | rows | exact | wrong | refused | edits: exact / wrong / refused | must-refuse: refused right / answered | part B exact | ms / instruction |"
+    head = (
+        "| rewriter | rows | exact | wrong | refused | edits: exact / wrong / refused | must-refuse: refused right / answered "
+        "| part B exact | ms / instruction |"
+    )
     lines = [head, "|" + "---|" * 9]
     for name, res in results.items():
         f = res["fixture"]
@@ -131,7 +134,9 @@ def table(results: dict) -> str:
         lines += ["", "| rewriter | generated held-out rows | exact | wrong | refused | ms / instruction |", "|---|---|---|---|---|---|"]
         for name, g in gen.items():
             a = g["all"]
-            lines.append(f"| `{name}` | {a['n']} | {a['exact']:.3f} | {a['wrong']:.3f} | {a['refused']:.3f} | {g['ms_per_instruction']:.1f} |")
+            lines.append(
+                f"| `{name}` | {a['n']} | {a['exact']:.3f} | {a['wrong']:.3f} | {a['refused']:.3f} | {g['ms_per_instruction']:.1f} |"
+            )
     return "\n".join(lines)
 
 

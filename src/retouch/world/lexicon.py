@@ -61,7 +61,6 @@ PATTERN_WORDS: dict[str, tuple[str, ...]] = {
         "dots",
         "dot",
         "spots",
-        "spot",
         "spotted",
         "spotty",
         "dotty",
@@ -289,7 +288,7 @@ STYLE_WORDS: dict[str, tuple[str, ...]] = {
 FUNCTION_WORDS: dict[str, tuple[str, ...]] = {
     "DEF": ("the", "these", "those", "its", "their", "my", "your"),
     "DEMO": ("this", "that"),  # a determiner before a noun, a pronoun otherwise
-    "INDEF": ("a", "an", "some", "a new", "a single"),
+    "INDEF": ("a", "an", "some", "a new"),
     "ANOTHER": (
         "another",
         "one more",
@@ -356,7 +355,7 @@ FUNCTION_WORDS: dict[str, tuple[str, ...]] = {
     "COL0": ("left", "leftmost", "left hand", "left side", "lefthand"),
     "COL1": ("right", "rightmost", "right hand", "right side", "righthand"),
     "CENTER": ("center", "middle", "centre"),
-    "CORNER": ("corner", "corners", "spot",  "slot", "cell", "quadrant", "side", "part", "area", "position"),
+    "CORNER": ("corner", "corners", "spot", "slot", "cell", "quadrant", "side", "part", "area", "position"),
     "EMPTY": ("empty", "free", "remaining", "vacant", "open", "unused", "blank", "missing", "last", "other empty", "spare", "gap"),
     "LEFTOF": ("to the left of", "left of", "on the left of", "at the left of"),
     "RIGHTOF": ("to the right of", "right of", "on the right of", "at the right of"),
@@ -546,6 +545,7 @@ TILT_WORDS = (
     "at an angle",
     "sideways",
 )
+VERBS["change"] += ("resize", "rescale", "recolor it", "reshape")
 # words whose meaning the reader does not model: a clause with one of them is refused, never read around
 UNSAFE_WORDS = frozenset(
     {
@@ -775,7 +775,9 @@ def _expand() -> dict[tuple[str, ...], tuple[str, object]]:
     put("on them", "FILL", None, overwrite=True)
     put("a bit", "FILL", None, overwrite=True)
     put("a little bit", "FILL", None, overwrite=True)
-    put("a little", "FILL", None, overwrite=True)
+    put("single", "FILL", None, overwrite=True)
+    for w in ("one flat color", "solid fill", "one color", "one single color", "single color"):
+        put(w, "PATTERN", "solid", overwrite=True)
     put("colorful again", "STYLE", "flat", overwrite=True)
     put("color back", "STYLE", "flat", overwrite=True)
     put("the colors back", "STYLE", "flat", overwrite=True)
@@ -796,6 +798,8 @@ def _expand() -> dict[tuple[str, ...], tuple[str, object]]:
     put("a star shape", "SHAPE", ("star", False), overwrite=True)
     put("should not have", "NOTHAVE", None, overwrite=True)
     put("free space", "EMPTY", None, overwrite=True)
+    put("free spot", "EMPTY", None, overwrite=True)
+    put("empty spot", "EMPTY", None, overwrite=True)
     put("empty space", "EMPTY", None, overwrite=True)
     put("the gap", "EMPTY", None, overwrite=True)
     put("where nothing is", "EMPTY", None, overwrite=True)

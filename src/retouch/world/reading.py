@@ -45,6 +45,39 @@ PLACE_CATS = ("ROW0", "ROW1", "COL0", "COL1", "EMPTY", "CORNER", "CENTER")
 REL_CATS = ("LEFTOF", "RIGHTOF", "ABOVE", "BELOW", "NEAR")
 
 
+PREDICATE_VERBS = frozenset(
+    {
+        "should not be there",
+        "not be there",
+        "should not be here",
+        "has to go",
+        "have to go",
+        "must go",
+        "should go",
+        "can go",
+        "needs to go",
+        "gone",
+        "disappear",
+        "vanish",
+        "go away",
+        "removed",
+        "deleted",
+        "erased",
+        "away",
+        "moved",
+        "shifted",
+        "rotated",
+        "colored",
+        "painted",
+        "changed",
+        "made",
+        "turned",
+        "replaced",
+        "swapped",
+    }
+)
+
+
 class ReadingError(ValueError):
     """The reader refuses: the message says why (ambiguous, unknown, impossible, or not understood)."""
 
@@ -105,6 +138,23 @@ def tokenize(text: str) -> list[Tok]:
         if t.cat == "HEAD":
             t = Tok("HEAD", t.text.endswith("s"), t.text)
         fixed.append(t)
+    for k, t in enumerate(fixed):  # "plus" joins clauses unless an article or an adjective comes before it
+        if t.cat == "SHAPE" and t.text == "plus":
+            prev = fixed[k - 1].cat if k else ""
+            nxt = fixed[k + 1].cat if k + 1 < len(fixed) else ""
+            dets = ("DEF", "INDEF", "ANOTHER", "ALL", "NUM")
+            if prev in dets:
+                continue
+            starts = ("DEF", "PRON", "ALL", "BG", "STYLE", "ANOTHER", "UNSAFE")
+            adjectives = ("COLOR", "SIZE", "PATTERN", "BADCOLOR", "CMP", "SUP", "EMBLEM", "POSE", "TILT", "ROW0", "ROW1", "COL0", "COL1")
+            if nxt == "VERB" and fixed[k + 1].text not in PREDICATE_VERBS:
+                nxt = "DEF"  # an imperative verb starts a clause
+            b = k - 1
+            while b >= 0 and fixed[b].cat in adjectives:
+                b -= 1
+            inside_np = b < k - 1 and (b < 0 or fixed[b].cat in dets)
+            if nxt in starts or not inside_np:
+                fixed[k] = Tok("SEP", None, "plus")
     for k, t in enumerate(fixed):  # "drop the sepia": the verb, not the emblem
         if (
             t.text == "drop"
@@ -128,10 +178,12 @@ def _tilt_directions(toks: list[Tok]) -> list[Tok]:
             if out[j].cat in ("COL0", "COL1"):
                 before = out[j - 1].cat if j - 1 >= 0 else ""
                 before2 = out[j - 2].cat if j - 2 >= 0 else ""
+                if i + 1 < len(out) and out[i + 1].cat == "POSE":
+                    break  # "tilted clockwise": the direction is already there
                 direct = j == i + 1 or (before == "DEF" and j == i + 2)
                 via_to = before == "TO" or (before == "DEF" and before2 == "TO")
                 at_end = j == len(out) - 1 or out[j + 1].cat in ("SEP", "FILL")
-                bare = before not in ("AT", "DEF") and at_end
+                bare = before in ("SHAPE", "HEAD", "PRON") and at_end
                 if direct or via_to or bare:
                     side = "left" if out[j].cat == "COL0" else "right"
                     out[i] = Tok("POSE", f"tilted {side}", f"{t.text} {out[j].text}")
@@ -200,6 +252,8 @@ def _parse_np(toks: list[Tok], i: int, det: str) -> tuple[NP, int]:
             np.count = {"two": 2, "three": 3, "four": 4}[t.text]
             np.plural = True
             j += 1
+        elif t.cat == "FILL" and j + 1 < len(toks) and toks[j + 1].cat in ("SHAPE", "HEAD", *OBJECT_VALUE_CATS) and det != "bare":
+            j += 1  # "a single star", "the very big one"
         elif t.cat == "DEF" and det in ("all", "num"):
             j += 1
         else:
@@ -213,8 +267,14 @@ def _parse_np(toks: list[Tok], i: int, det: str) -> tuple[NP, int]:
         if run and run < len(np.mods):
             # "on the right blue": a place, then loose values
             np.mods, j = np.mods[:run], first + run
-        elif np.mods and np.mods[-1].cat in ("EMBLEM", "PATTERN") and det in ("def", "indef", "another", "bare"):
-            np.head = np.mods[-1].cat.lower()
+        elif det in ("def", "indef", "another", "bare") and any(m.cat in ("EMBLEM", "PATTERN") for m in np.mods):
+            # "the lightning bolt checkered": the emblem is the head, what follows is loose
+            e = next(k for k, m in enumerate(np.mods) if m.cat in ("EMBLEM", "PATTERN"))
+            if det == "bare" and e > 0:
+                np.mods, j = np.mods[:e], first + e
+            else:
+                np.head = np.mods[e].cat.lower()
+                np.mods, j = np.mods[: e + 1], first + e + 1
         elif det == "all":
             np.mods, j = [], start + 1
         elif not run and det in ("def", "indef"):
@@ -246,6 +306,7 @@ class Frame:
     attrs: set[str] = field(default_factory=set)
     statement: bool = False
     modal: bool = False
+    replaced: bool = False  # an object was named after "instead of": it is changed, nothing is added
     plain_words: int = 0
     unknown: list[str] = field(default_factory=list)
     text: str = ""
@@ -293,8 +354,8 @@ def _frame(toks: list[Tok]) -> Frame:
             raise ReadingError("the world has no centre place: objects stand at the top left, top right, bottom left or bottom right")
         if c == "VERB":
             f.verbs.append(t.val)
-            if t.val == "delete" and zone == "new":
-                zone = "pre"
+            if t.text not in PREDICATE_VERBS:  # "i would like you to change the bolt ...": the verb starts afresh
+                zone, marker = "pre", None
             i += 1
             continue
         if c in ("COPULA", "MODAL"):
@@ -385,18 +446,26 @@ def _frame(toks: list[Tok]) -> Frame:
                     # loose values: what is asked for, what is there now, or what is not wanted
                     for m in np.mods:
                         _loose(f, m, zone, marker, has_ref(), last_role)
-                    if marker == "poss":
+                    if marker in ("poss", "with"):
                         marker = None
                     i = j if j > i else i + 1
                     continue
             i = j
             role = _np_role(np, zone, marker, has_ref(), f, last_role)
+            if np.is_place and last_role and last_role.startswith("rel:") and f.anchors:
+                f.anchors[-1][1].mods += np.mods  # "below the circle at the upper left": the anchor's place
+                marker = None
+                continue
             if np.is_place:
                 adding = f.verbs and f.verbs[-1] in ("add", "copy") and any(n.head == "shape" or n.copy for n in f.new_nps)
-                if role == "new" or (adding and marker in ("to", "at", None)):
+                if role == "new" or (adding and marker in ("to", "at", None) and last_role not in ("ref", "old")):
                     f.places.append(np)
                 else:
                     f.ref_places += np.mods
+                marker = None
+                continue
+            if marker == "with" and role.startswith("rel:") and f.anchors:
+                f.anchors[-1][1].mods += np.mods  # "below the one with the bolt"
                 marker = None
                 continue
             last_role = role
@@ -406,6 +475,7 @@ def _frame(toks: list[Tok]) -> Frame:
                 f.new_nps.append(np)
             elif role == "old":
                 f.refs.append(np)
+                f.replaced = True
             elif role.startswith("rel:"):
                 f.anchors.append((role[4:], np))
             elif role == "exclude":
@@ -448,13 +518,15 @@ def _np_role(np: NP, zone: str, marker: str | None, has_ref: bool, f: Frame, las
         return "new"
     if np.det == "bare" and zone == "new" and has_ref:
         return "new"
+    if zone == "old":
+        return "old"
     return "ref"
 
 
 def _loose(f: Frame, t: Tok, zone: str, marker: str | None, has_ref: bool, last_role: str | None) -> None:
     if t.cat in PLACE_CATS:
         adding = f.verbs and f.verbs[-1] in ("add", "copy") and any(n.head == "shape" or n.copy for n in f.new_nps)
-        if adding or (f.verbs and f.verbs[-1] == "move" and marker == "to"):
+        if (adding and last_role not in ("ref", "old")) or (f.verbs and f.verbs[-1] == "move" and marker == "to"):
             f.places.append(NP(det="bare", mods=[t], text=t.text))
         else:
             f.ref_places.append(t)
@@ -696,6 +768,10 @@ def _asked(f: Frame, obj_values: bool = True) -> dict[str, object]:
         toks += n.mods
         if n.shape:
             put("shape", n.shape)
+    if any(t.cat == "CMP" for t in toks):  # "a little smaller": a degree, not a size
+        toks = [t for t in toks if not (t.cat == "SIZE" and t.text in ("little", "tiny", "bit"))]
+    if any(t.cat == "POSE" and t.val.startswith("tilted") for t in toks):  # "tilted clockwise"
+        toks = [t for t in toks if t.cat != "TILT"]
     for t in toks:
         if t.cat == "COLOR":
             put("color", t.val)
@@ -785,7 +861,7 @@ def _apply_frame(scene: Scene, f: Frame, plan: _Plan, topic: list[int] | None) -
     new_shape_nps = [n for n in f.new_nps if n.head == "shape" or n.copy or (n.det == "another" and n.head == "one")]
 
     # adding: an add verb, a new object with a shape, and no existing object being changed
-    if (verbs & {"add", "copy"}) and new_shape_nps and not [n for n in obj_refs if n.det != "pron"]:
+    if (verbs & {"add", "copy"}) and new_shape_nps and not f.replaced and not [n for n in obj_refs if n.det != "pron"]:
         return _add(scene, f, plan, asked, new_shape_nps, topic)
     if "copy" in verbs and obj_refs and (f.places or f.anchors):
         src = resolve(scene, _ref_from(obj_refs, f.ref_places, f.old), topic)
@@ -828,6 +904,8 @@ def _apply_frame(scene: Scene, f: Frame, plan: _Plan, topic: list[int] | None) -
             raise ReadingError("every object of this world carries an emblem: say which emblem it should have instead")
         else:
             for s in targets:
+                if scene.object_at(s) is None:
+                    raise ReadingError(f"there is no object at the {POSITIONS[s]} to remove")
                 if s in plan.attrs:
                     raise ReadingError(f"the instruction both changes and removes the object at the {POSITIONS[s]}")
                 plan.deletes.add(s)
@@ -861,6 +939,16 @@ def _apply_frame(scene: Scene, f: Frame, plan: _Plan, topic: list[int] | None) -
         raise ReadingError("say which way it should lean: tilted left or tilted right")
     for s in targets:
         o = scene.object_at(s)
+        if o is None and s in plan.adds:  # "add a red star ... and make it striped": the new object
+            new = dict(asked)
+            if new.get("size") in ("+", "-"):
+                k = SIZES.index(plan.adds[s].size) + (1 if new["size"] == "+" else -1)
+                new["size"] = SIZES[min(max(k, 0), len(SIZES) - 1)]
+            plan.adds[s] = replace(plan.adds[s], **new)
+            plan.said.append(f"the new {plan.adds[s].shape}: " + ", ".join(f"{a} -> {v}" for a, v in new.items()))
+            continue
+        if o is None:
+            raise ReadingError(f"there is no object at the {POSITIONS[s]} to change")
         for attr, value in asked.items():
             if attr == "size" and value in ("+", "-"):
                 k = SIZES.index(o.size) + (1 if value == "+" else -1)
@@ -914,8 +1002,8 @@ def _add_object(scene: Scene, f: Frame, plan: _Plan, base: dict, asked: dict, to
         raise ReadingError("say which shape to add")
     places = f.places + [NP(det="bare", mods=[m], text=m.text) for m in f.ref_places]
     slots, named = _place_slots(scene, places, f.anchors, topic)
-    taken = {o.slot for o in scene.objects} - plan.deletes - set(plan.moves)
-    taken |= set(plan.adds) | set(plan.moves.values())
+    # the free places are those the user sees in the source image (a deleted object's place is not offered)
+    taken = {o.slot for o in scene.objects} | set(plan.adds) | set(plan.moves.values())
     free = sorted(s for s in slots if s not in taken)
     if not free:
         if named and slots:
@@ -942,7 +1030,7 @@ def _combine(frames: list[Frame]) -> list[Frame]:
             and not obj_refs
             and not f.bg
             and not f.style
-            and (f.has_values or f.places or f.ref_places)
+            and (f.has_values or f.places or f.ref_places or f.anchors)
             and not f.statement
         )
         if joins:
@@ -950,6 +1038,7 @@ def _combine(frames: list[Frame]) -> list[Frame]:
             p.new += f.new
             p.new_nps += f.new_nps
             p.negated += f.negated
+            p.anchors += f.anchors
             if p.verbs and p.verbs[-1] in ("add", "copy", "move"):
                 p.places += f.places + [NP(det="bare", mods=[m], text=m.text) for m in f.ref_places]
             else:
