@@ -36,31 +36,41 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > limit:
             return await problem_response(413, detail, "body", scope.get("path"))(scope, receive, send)
         seen = 0
-        started = False
+        exceeded = False  # then whatever the app answers (a parse error, say) is replaced by the 413
+        answered = False
 
         class TooLarge(Exception):
             pass
 
         async def counted_receive():
-            nonlocal seen
+            nonlocal seen, exceeded
+            if exceeded:
+                raise TooLarge
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise TooLarge
             return message
 
-        async def tracked_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+        async def answer_413() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                await problem_response(413, detail, "body", scope.get("path"), {"Connection": "close"})(scope, receive, send)
+
+        async def guarded_send(message):
+            if exceeded:
+                return await answer_413()
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
+            await self.app(scope, counted_receive, guarded_send)
         except TooLarge:
-            if not started:
-                await problem_response(413, detail, "body", scope.get("path"))(scope, receive, send)
+            pass
+        if exceeded:
+            await answer_413()
 
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:

@@ -48,7 +48,9 @@ def problem_response(status: int, detail: str, field: str | None = None, instanc
 
 def field_of(loc: tuple | list) -> str | None:
     """A pydantic error location -> the request field: ("body", "strength") -> "strength"; ("edits", 2, "mask") -> "edits[2].mask"."""
-    parts = [p for p in loc if p not in ("body", "query", "path", "header", "form")]
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]  # where it came from, not the field
     out = ""
     for p in parts:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))

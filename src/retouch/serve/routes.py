@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..edit import Editor, encode_png
 from ..schema import MAX_STRENGTH, EditRecord, EditSpec, GenerateRecord, GenerateRequest
-from .jobs import FINISHED, JobItem
+from .jobs import FINISHED, Job, JobItem
 from .problems import Problem, field_of
 from .service import ServerSession, Service, step_callback
 
@@ -132,6 +132,15 @@ def service(request: Request) -> Service:
 Svc = Annotated[Service, Depends(service)]
 
 
+def session_of(sid: str, request: Request) -> ServerSession:
+    """The session, looked up before a stream starts (so an unknown id is a 404, not a broken stream)."""
+    return service(request).session(sid)
+
+
+def job_of(job_id: str, request: Request) -> Job:
+    return service(request).jobs.get(job_id)
+
+
 def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
@@ -162,7 +171,8 @@ def edit_spec(**kw: Any) -> EditSpec:
         return EditSpec(**kw)
     except ValidationError as e:
         err = e.errors()[0]
-        field = field_of(err.get("loc", ())) or ("instruction" if kw.get("instruction") is None else "target_prompt")
+        both = all((kw.get(k) or "").strip() for k in ("instruction", "target_prompt"))
+        field = field_of(err.get("loc", ())) or ("target_prompt" if both else "instruction")
         raise Problem(422, str(err.get("msg", "invalid")).removeprefix("Value error, "), field) from e
 
 
@@ -312,6 +322,8 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
             edit_spec(instruction=instruction, target_prompt=target_prompt)
         elif instruction and instruction.strip() and target_prompt and target_prompt.strip():
             raise Problem(422, "give an instruction or a target_prompt, not both", "target_prompt")
+        elif ss.session.current == 0:
+            raise Problem(422, "nothing to replace: the session is at its uploaded image (replace=false adds a turn)", "replace")
         size = ss.session.turns[0].image.shape[:2]
         mask_data = await read_upload(mask)
         m = svc.read_mask(mask_data, size) if mask_data is not None and (mask_data or mask.filename) else None
@@ -367,9 +379,8 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
         return Response(encode_png(t.applied_mask), media_type=PNG)
 
     @v1.get("/sessions/{sid}/events", response_class=EventSourceResponse, tags=["sessions"])
-    async def session_events(sid: str, svc: Svc) -> AsyncIterable[ServerSentEvent]:
+    async def session_events(ss: Annotated[ServerSession, Depends(session_of)]) -> AsyncIterable[ServerSentEvent]:
         """Progress of this session's edits as server-sent events (`progress`; `end` when the session closes)."""
-        ss = svc.session(sid)
         last = -1
         while True:
             version, state = ss.tracker.snapshot()
@@ -466,9 +477,8 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
         return image_answer(request, None, it.record, png=it.png)
 
     @v1.get("/jobs/{job_id}/events", response_class=EventSourceResponse, tags=["jobs"])
-    async def job_events(job_id: str, svc: Svc) -> AsyncIterable[ServerSentEvent]:
+    async def job_events(job: Annotated[Job, Depends(job_of)]) -> AsyncIterable[ServerSentEvent]:
         """Server-sent events: `progress` as steps finish, `item` per finished item, `end` with the job."""
-        job = svc.jobs.get(job_id)
         last = -1
         sent: set[int] = set()
         while True:
