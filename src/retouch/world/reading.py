@@ -78,6 +78,9 @@ PREDICATE_VERBS = frozenset(
 )
 
 
+NO_CENTER = "the world has no centre place: objects stand at the top left, top right, bottom left or bottom right"
+
+
 class ReadingError(ValueError):
     """The reader refuses: the message says why (ambiguous, unknown, impossible, or not understood)."""
 
@@ -351,7 +354,7 @@ def _frame(toks: list[Tok]) -> Frame:
         if c == "UNSAFE":
             raise ReadingError(f"the reader does not handle {t.text!r} (in {f.text!r}); say the change with the world's values")
         if c == "CENTER":
-            raise ReadingError("the world has no centre place: objects stand at the top left, top right, bottom left or bottom right")
+            raise ReadingError(NO_CENTER)
         if c == "VERB":
             f.verbs.append(t.val)
             if t.text not in PREDICATE_VERBS:  # "i would like you to change the bolt ...": the verb starts afresh
@@ -627,6 +630,8 @@ def _constrain(r: Ref, m: Tok) -> None:
         r.add("pose", {m.val})
     elif c == "TILT":
         r.add("pose", {"tilted left", "tilted right"})
+    elif c == "CENTER":
+        raise ReadingError(NO_CENTER)
     elif c == "ROW0":
         r.rows = (r.rows or {0, 1}) & {0}
     elif c == "ROW1":
@@ -829,6 +834,8 @@ def _place_slots(scene: Scene, places: list[NP], anchors: list[tuple[str, NP]], 
                 slots &= {1, 3}
             elif m.cat == "EMPTY":
                 empty = True
+            elif m.cat == "CENTER":
+                raise ReadingError(NO_CENTER)
     for kind, np in anchors:
         named = True
         (a,) = resolve(scene, _ref_from([np], [], []), topic)
@@ -877,6 +884,8 @@ def _apply_frame(scene: Scene, f: Frame, plan: _Plan, topic: list[int] | None) -
             f"cannot map {f.text!r} to a change of this scene" + (f" (words it does not know: {', '.join(f.unknown)})" if f.unknown else "")
         )
 
+    if not asked and f.unknown and all(n.det == "pron" for n in obj_refs) and not verbs & {"delete", "move", "fix", "rotate"}:
+        raise ReadingError(f"cannot map {f.text!r} to a change of this scene (words it does not know: {', '.join(f.unknown)})")
     ref = _ref_from(obj_refs, f.ref_places, f.old)
     if not obj_refs:
         if topic:
