@@ -3,7 +3,6 @@ the world's own templates, and the phrasing generator's held-out split."""
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import sys
@@ -78,7 +77,9 @@ def test_ambiguous_references_name_the_candidates():
     msg = str(e.value)
     assert msg.startswith("2 objects match 'the star': ")
     assert "the red one at the top left" in msg and "the blue one at the bottom right" in msg
-    with pytest.raises(ReadingError, match="no object matches 'the green star'; the image holds: a small red solid star with a moon at the top left"):
+    with pytest.raises(
+        ReadingError, match="no object matches 'the green star'; the image holds: a small red solid star with a moon at the top left"
+    ):
         read_instruction(STARS, "make the green star blue")
     # the same words with one more detail resolve: colour, place, relative place, size, pattern, emblem, pose
     for words, slot in [
@@ -96,7 +97,9 @@ def test_ambiguous_references_name_the_candidates():
         assert target.object_at(slot).color == "purple", words
         assert [o for o in target.objects if o.slot != slot] == [o for o in STARS.objects if o.slot != slot], words
     # equal sizes: "the bigger" is ambiguous, and says so
-    twins = _scene(("heart", "green", "medium", "solid", "upright", "arrow", 0), ("heart", "green", "medium", "solid", "upright", "moon", 3))
+    twins = _scene(
+        ("heart", "green", "medium", "solid", "upright", "arrow", 0), ("heart", "green", "medium", "solid", "upright", "moon", 3)
+    )
     with pytest.raises(ReadingError, match="2 objects match 'the bigger heart' \\(they are the same size\\)"):
         read_instruction(twins, "make the bigger heart red")
     with pytest.raises(ReadingError, match="'it' could be any of 3 objects"):
@@ -128,7 +131,11 @@ def test_several_edits_adds_and_defaults():
     # an added object takes what the words say and the documented defaults for the rest
     add = read_instruction(STARS, "add a small purple cross in the empty corner").target.object_at(1)
     assert (add.shape, add.color, add.size) == ("cross", "purple", "small")
-    assert (add.pattern, add.pose, add.emblem) == (NEW_OBJECT_DEFAULTS["pattern"], NEW_OBJECT_DEFAULTS["pose"], NEW_OBJECT_DEFAULTS["emblem"])
+    assert (add.pattern, add.pose, add.emblem) == (
+        NEW_OBJECT_DEFAULTS["pattern"],
+        NEW_OBJECT_DEFAULTS["pose"],
+        NEW_OBJECT_DEFAULTS["emblem"],
+    )
     # relative places for new objects, and a copy
     assert read_instruction(STARS, "put a heart above the blue star").target.object_at(1).shape == "heart"
     copy = read_instruction(STARS, "add a copy of the heart at the top right").target.object_at(1)
