@@ -24,7 +24,7 @@ const state = {
   fileStem: "image",
   busy: false,
   pendingStrength: null, // a slider move that arrived while an edit ran
-  urls: { before: null, after: null, autoMask: null },
+  urls: { before: null, after: null },
   shown: { before: null, after: null, autoMask: null }, // turn keys the images show
   autoMaskBlob: null,
 };
@@ -132,6 +132,7 @@ async function openFile(file, { keepMask = false } = {}) {
       el.brushSize.value = String(brush.size);
     }
     el.autoShow.checked = false;
+    if (!keepMask) el.strength.value = "1"; // a new picture starts at the method's own strength
     await refreshImages();
   } catch (e) {
     showError(e);
@@ -181,15 +182,35 @@ async function refreshAutoMask() {
   if (!want) {
     el.autoMask.hidden = true;
     state.autoMaskBlob = null;
+    state.shown.autoMask = null;
     return;
   }
   if (state.shown.autoMask !== cur.key) {
     const blob = await api.turnMask(s.id, cur.index);
     state.autoMaskBlob = blob;
     state.shown.autoMask = cur.key;
-    if (blob) await loadImg(el.autoMask, setUrl("autoMask", blob));
+    if (blob) await drawAutoMask(blob);
   }
   el.autoMask.hidden = !state.autoMaskBlob;
+}
+
+// The grey mask (255 = fully edited) as a translucent cyan overlay at the image's own size.
+async function drawAutoMask(blob) {
+  const bmp = await createImageBitmap(blob);
+  const c = el.autoMask;
+  c.width = bmp.width;
+  c.height = bmp.height;
+  const x = c.getContext("2d", { willReadFrequently: true });
+  x.drawImage(bmp, 0, 0);
+  const d = x.getImageData(0, 0, c.width, c.height);
+  for (let i = 0; i < d.data.length; i += 4) {
+    const v = d.data[i];
+    d.data[i] = 0;
+    d.data[i + 1] = 200;
+    d.data[i + 2] = 255;
+    d.data[i + 3] = Math.round(v * 0.45);
+  }
+  x.putImageData(d, 0, 0);
 }
 
 // -- editing -------------------------------------------------------------------------------------
@@ -314,7 +335,7 @@ function fitImage() {
   el.before.style.width = `${Math.floor(s.width * scale)}px`;
   el.before.style.setProperty("--fit-w", `${Math.floor(s.width * scale)}px`);
   const rendering = scale >= 2 ? "pixelated" : "auto";
-  for (const node of [el.before, el.after, el.autoMask]) node.style.imageRendering = rendering;
+  for (const node of [el.before, el.after, el.autoMask, el.mask]) node.style.imageRendering = rendering;
 }
 
 function describeTurn(t, session) {

@@ -145,7 +145,7 @@ class EditorPage:
         self.page.mouse.up()
 
     def edit(self, instruction: str) -> None:
-        n = self.turns()
+        n = self.current() + 1  # the new turn follows the current one (an undone tail is dropped)
         self.page.fill("#instruction", instruction)
         self.page.click("#edit-btn")
         self.page.wait_for_selector(f"#history li[data-index='{n}'].current")
@@ -198,6 +198,21 @@ class EditorPage:
             const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let s = '';
             for (let i = 3; i < a.length; i += 4) s += a[i] >= 128 ? '1' : '0';
+            return [c.width, c.height, s];
+        }"""
+        )
+        return np.frombuffer(bits.encode(), np.uint8).reshape(h, w) == ord("1")
+
+    def auto_mask(self):
+        """The previewed mask of the current edit (the overlay canvas, its alpha is 0.45 x the server's grey) as HxW bool."""
+        import numpy as np
+
+        w, h, bits = self.page.evaluate(
+            """() => {
+            const c = document.getElementById('auto-mask');
+            const a = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let s = '';
+            for (let i = 3; i < a.length; i += 4) s += a[i] > 0.45 * 127.5 ? '1' : '0';
             return [c.width, c.height, s];
         }"""
         )
