@@ -22,7 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
-from retouch.atomic import save_image, write_json, write_text
+from PIL import Image
+
 from retouch.eval.bench import BenchConfig, run_bench
 from retouch.world.edits import EDIT_TYPES, Change, Edit
 from retouch.world.scene import Scene
@@ -83,10 +84,12 @@ def write_handwritten_suite(out: Path, fixture: Path = FIXTURE) -> int:
         case_id = f"{e.type_id}{k:011d}"
         rec = case_record(case_id, e) | {"fixture_id": r["id"]}
         for rel, img in ((Path(IMAGES) / rec["image_path"], e.render_source()), (Path(rec["target_image_path"]), e.render_target())):
-            save_image(img, out / rel, fsync=False)
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(out / rel)
         mapping[case_id] = rec
-    write_json(out / "suite.json", {"generator": "retouch hand-written instruction fixture", "n": len(mapping), "fixture": str(fixture)})
-    write_text(out / MAPPING, json.dumps(mapping))
+    meta = {"generator": "retouch hand-written instruction fixture", "n": len(mapping), "fixture": str(fixture)}
+    (out / "suite.json").write_text(json.dumps(meta))
+    (out / MAPPING).write_text(json.dumps(mapping))  # last: a half-written suite is never taken for a whole one
     return len(mapping)
 
 
