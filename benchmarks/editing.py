@@ -125,14 +125,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--n", type=int, default=700)
     ap.add_argument("--out", default="runs/editing-777")
-    ap.add_argument("--methods", nargs="+", default=list(FAST + SLOW))
+    ap.add_argument("--methods", nargs="*", default=list(FAST + SLOW), help="templated-suite methods (none: only --handwritten)")
     ap.add_argument("--every-slow", type=int, default=5, help="run the 50-step methods on every k-th case")
     ap.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE", help="a method setting")
     ap.add_argument("--handwritten", nargs="*", default=[], metavar="METHOD", help="also run these methods on the hand-written fixture")
     a = ap.parse_args()
     out = Path(a.out)
     suite = out / "suite"
-    if not (suite / "mapping_file.json").is_file():
+    if a.methods and not (suite / "mapping_file.json").is_file():
         write_suite(suite, n=a.n, seed=a.seed)
     options: dict[str, dict] = {}
     for item in a.set:
@@ -163,7 +163,9 @@ def main() -> None:
                 continue
             cfg = BenchConfig(suite=str(hw_suite), method=m, inputs="instruction", options=options.get(m), json_out=str(path))
             handwritten[m] = run_bench(cfg)
-    text = table(summaries, handwritten)
+    text = table(summaries, handwritten) if summaries else ""
+    if handwritten:
+        text += f"\nOn the hand-written instructions ({out / 'handwritten-suite'}):\n\n" + table(list(handwritten.values()))
     (out / "table.md").write_text(text)
     print(text)
 
