@@ -13,7 +13,6 @@ Writes a per-case CSV, a markdown table with a per-type breakdown and a summary 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import atomic_write, sweep_temps, write_json, write_text
 from ..methods import INPUTS, EditRequest, EditResult, Method, get_method
 from ..world.edits import EDIT_TYPES
 from ..world.reader import SceneReader, read_scenes
@@ -251,12 +251,14 @@ def markdown_table(summary: dict) -> str:
 
 def write_reports(rows: list[dict], summary: dict, json_out: Path) -> None:
     json_out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temps(json_out.parent, names=[json_out.with_suffix(s).name for s in (".csv", ".md", ".json")])
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with open(json_out.with_suffix(".csv"), "w", newline="") as f:
+    # each file renamed into place whole; the summary JSON last, so its presence means the run finished
+    with atomic_write(json_out.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    json_out.with_suffix(".md").write_text(markdown_table(summary))
-    json_out.write_text(json.dumps(summary, indent=2))
+    write_text(json_out.with_suffix(".md"), markdown_table(summary))
+    write_json(json_out, summary)

@@ -113,7 +113,7 @@ class CLIPEmbedder:
 
         where = str(path_or_hub_id)
         try:
-            model = CLIPModel.from_pretrained(where, local_files_only=True)
+            model = CLIPModel.from_pretrained(where, local_files_only=True, use_safetensors=True)  # a pickle is never loaded
         except Exception as e:  # OSError / ValueError / EnvironmentError depending on version
             raise RuntimeError(f"cannot load a CLIP model from {where!r} (offline, local_files_only=True): {type(e).__name__}: {e}") from e
         try:

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..atomic import sweep_temps, torch_save, write_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -20,7 +22,8 @@ def start_run(cfg: Any) -> Path:
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    sweep_temps(out)  # what a killed run left half-written
+    write_text(out / "train_config.json", json.dumps(asdict(cfg), indent=2) + "\n")
     return out
 
 
@@ -40,16 +43,17 @@ def save_checkpoint(
     if sched is not None:
         state["sched"] = sched.state_dict()
     state |= {name: m.state_dict() for name, m in extra.items()}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    torch_save(state, path)
 
 
 def resume(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, sched=None, **extra: torch.nn.Module) -> int:
     """Load ``path`` into the training state (and the named ``extra`` modules) if it exists; returns the step to continue from."""
     if not path.is_file():
         return 0
-    state = torch.load(path, weights_only=False, map_location="cpu")
+    try:  # tensors, numbers and dicts only: a checkpoint is never unpickled as arbitrary objects
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # UnpicklingError, a torn zip, ...: say which file, and how to start over
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); delete it to start the run over") from e
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     if sched is not None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
+from ..atomic import write_json
 from ..world.reader import SceneReader, SceneReaderConfig, read_scenes, scene_to_targets
 from ..world.render import render
 from ..world.scene import random_scene
@@ -112,18 +112,22 @@ def evaluate_reader(model: SceneReader, n: int, seed: int, refine: bool = True) 
 def train_reader(cfg: ReaderTrainConfig) -> dict:
     out = start_run(cfg)
     ckpt = out / "checkpoint.pt"
+    torch.manual_seed(cfg.seed)  # the same initial weights on every run (a resumed run loads its own anyway)
     model = SceneReader(SceneReaderConfig(width=cfg.width))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, 200, cfg.steps)
     step = resume(ckpt, model, opt, sched)
     data = RenderedScenes(cfg.seed, start=step * cfg.batch_size)
     loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
-    g = torch.Generator().manual_seed(cfg.seed + step)
+    g = torch.Generator()
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="scene-reader", mininterval=5)
     t0, it = time.time(), iter(loader)
     while step < cfg.steps:
         imgs, targets = next(it)
+        # the degradations of step k depend on k alone, so a run resumed from a checkpoint continues
+        # exactly as the uninterrupted run would have (kill tests: tests/reliability/test_kill.py)
+        g.manual_seed(cfg.seed * 1_000_003 + step)
         x = degrade(imgs.permute(0, 3, 1, 2).float() / 255.0, cfg, g)
         loss = reader_loss(model(x), targets)
         opt.zero_grad(set_to_none=True)
@@ -140,6 +144,6 @@ def train_reader(cfg: ReaderTrainConfig) -> dict:
     model.eval()
     model.save_pretrained(out)
     metrics = evaluate_reader(SceneReader.from_pretrained(out), cfg.eval_n, cfg.eval_seed)
-    (out / "eval.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "eval.json", metrics)
     logger.info("eval %s", metrics)
     return metrics

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from .scene import GRID, N_SLOTS, OBJECT_ATTRS, SCENE_ATTRS, Scene, WorldObject
@@ -90,11 +90,13 @@ class SceneReader(nn.Module):
 
     # -- persistence ----------------------------------------------------------
     def save_pretrained(self, folder: str | Path, half: bool = True) -> None:
+        from ..atomic import save_safetensors, write_json
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"model_type": "retouch-scene-reader", **asdict(self.config)}, indent=2))
         sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()}
-        save_file(sd, str(folder / "model.safetensors"))
+        save_safetensors(sd, folder / "model.safetensors")
+        write_json(folder / "config.json", {"model_type": "retouch-scene-reader", **asdict(self.config)})
 
     @classmethod
     def from_pretrained(cls, folder: str | Path = DEFAULT_READER) -> SceneReader:
@@ -104,11 +106,20 @@ class SceneReader(nn.Module):
             raise FileNotFoundError(
                 f"no scene reader at {folder} (config.json missing); train one with `retouch train recipes/scene-reader.json`"
             )
-        cfg = json.loads(cfg_path.read_text())
-        cfg.pop("model_type", None)
-        model = cls(SceneReaderConfig(**cfg))
-        sd = load_file(str(folder / "model.safetensors"))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        try:
+            cfg = json.loads(cfg_path.read_bytes())
+            cfg.pop("model_type", None)
+            model = cls(SceneReaderConfig(**cfg))
+        except (ValueError, TypeError, AttributeError) as e:  # bad JSON, not an object, unknown keys
+            raise ValueError(f"{cfg_path} is not a scene reader config ({type(e).__name__}: {e})") from e
+        weights = folder / "model.safetensors"  # safetensors only: a pickle is never loaded
+        if not weights.is_file():
+            raise FileNotFoundError(f"no scene reader weights at {weights} (only safetensors are loaded)")
+        try:
+            sd = load_file(str(weights))
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        except Exception as e:  # SafetensorError (a torn or foreign file), a state dict of another network
+            raise ValueError(f"{weights} is not this scene reader's weights ({type(e).__name__}: {e})") from e
         return model.eval()
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import save_image, sweep_temps, write_json, write_text
+from ..images import read_rgb
 from .captions import short_caption
 from .edits import EDIT_TYPES, PIE_COUNTS, PIE_DIRS, Edit, edit_to_dict, sample_edit
 from .render import DEFAULT_SIZE
@@ -56,14 +58,25 @@ def rle_decode(encoded: list[int], shape: tuple[int, int], border: bool = True) 
     h, w = shape
     n = h * w
     flat = np.zeros(n, dtype=bool)
-    if len(encoded) % 2:
-        raise ValueError(f"RLE mask has an odd number of values ({len(encoded)})")
+    check_rle(encoded)
     for start, length in zip(encoded[0::2], encoded[1::2], strict=True):
         flat[start : start + min(length, n - start)] = True
     m = flat.reshape(h, w)
     if border:
         m[0, :] = m[-1, :] = m[:, 0] = m[:, -1] = True
     return m
+
+
+def check_rle(encoded: object) -> list[int]:
+    """``encoded`` if it is PIE-Bench RLE (a flat list of non-negative integer start, length pairs), else ``ValueError``."""
+    if not isinstance(encoded, list | tuple):
+        raise ValueError(f"RLE mask must be a list of integers, got {type(encoded).__name__}")
+    if len(encoded) % 2:
+        raise ValueError(f"RLE mask has an odd number of values ({len(encoded)})")
+    for i, v in enumerate(encoded):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+            raise ValueError(f"RLE mask value {i} is {v!r}: every value must be a non-negative integer")
+    return list(encoded)
 
 
 # -- writing -------------------------------------------------------------------
@@ -120,20 +133,20 @@ def write_suite(
     out = Path(out)
     if (out / MAPPING).exists():
         raise FileExistsError(f"{out / MAPPING} already exists; choose an empty folder")
+    sweep_temps(out)  # an interrupted run's half-written files (its whole images are simply written again)
     mapping: dict[str, dict] = {}
     for k, (case_id, e) in enumerate(generate_edits(n, seed, size)):
         rec = case_record(case_id, e)
         for rel, img in ((Path(IMAGES) / rec["image_path"], e.render_source()), (Path(rec["target_image_path"]), e.render_target())):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(out / rel)
+            save_image(img, out / rel, fsync=False)  # each image whole; the mapping file below is synced
         mapping[case_id] = rec
         if callback:
             callback(k + 1, n)
     meta = {"generator": "retouch Shapes-PIE", "n": n, "seed": seed, "size": size, "edit_types": EDIT_TYPES}
-    (out / "suite.json").write_text(json.dumps(meta, indent=2))
+    write_json(out / "suite.json", meta)
     # the mapping file goes last so that a half-written suite is never mistaken for a whole one
     path = out / MAPPING
-    path.write_text(json.dumps(mapping))
+    write_text(path, json.dumps(mapping))
     return path
 
 
@@ -180,46 +193,77 @@ class Case:
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} not found")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except OSError as e:
-        raise ValueError(f"{path} is not a readable image: {e}") from e
+    """A suite image as HxWx3 uint8 (retouch.images' policy: grey, CMYK, 16-bit converted, transparent refused)."""
+    return read_rgb(path)
 
 
 def load_suite(folder: str | Path) -> list[Case]:
-    """Read a PIE-Bench-format folder (a Shapes-PIE suite or the real PIE-Bench)."""
+    """Read a PIE-Bench-format folder (a Shapes-PIE suite or the real PIE-Bench).  Every case is checked
+    here, before any method runs: a ``ValueError`` names the file, the case and the field that is wrong."""
     folder = Path(folder)
     mf = folder / MAPPING
     if not mf.is_file():
         raise FileNotFoundError(f"{folder} is not a PIE-Bench-format suite: {MAPPING} missing")
     try:
-        mapping = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
+        mapping = json.loads(mf.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{mf} is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise ValueError(f"{mf} is nested too deeply to be a mapping file") from e
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{mf} must hold a JSON object keyed by case id, got {type(mapping).__name__}")
     cases = []
     for case_id, r in sorted(mapping.items()):
         try:
-            cases.append(
-                Case(
-                    id=case_id,
-                    image_path=folder / IMAGES / r["image_path"],
-                    original_prompt=r["original_prompt"],
-                    editing_prompt=r["editing_prompt"],
-                    editing_instruction=r.get("editing_instruction", ""),
-                    editing_type_id=int(r["editing_type_id"]),
-                    blended_word=r.get("blended_word", ""),
-                    rle=list(r["mask"]),
-                    target_image_path=folder / r["target_image_path"] if r.get("target_image_path") else None,
-                    source_scene=Scene.from_dict(r["source_scene"]) if r.get("source_scene") else None,
-                    target_scene=Scene.from_dict(r["target_scene"]) if r.get("target_scene") else None,
-                    source_caption=r.get("source_caption"),
-                    target_caption=r.get("target_caption"),
-                )
-            )
+            cases.append(_case(folder, case_id, r))
         except KeyError as e:
             raise ValueError(f"{mf}: case {case_id} lacks field {e}") from e
+        except (TypeError, ValueError, OverflowError) as e:
+            raise ValueError(f"{mf}: case {case_id}: {e}") from e
     return cases
+
+
+def _text(r: dict, key: str, default: str | None = None) -> str:
+    v = r.get(key, default) if default is not None else r[key]
+    if not isinstance(v, str):
+        raise ValueError(f"field {key!r} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _rel_path(folder: Path, rel: object, key: str) -> Path:
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        raise ValueError(f"field {key!r} must be a non-empty path string, got {rel!r}")
+    p = folder / rel
+    if not p.is_file():
+        raise ValueError(f"{key} {p} not found")
+    return p
+
+
+def _case(folder: Path, case_id: str, r: object) -> Case:
+    if not isinstance(r, dict):
+        raise ValueError(f"a case must be a JSON object, got {type(r).__name__}")
+    type_id = r["editing_type_id"]
+    if isinstance(type_id, bool) or not isinstance(type_id, int | str):
+        raise ValueError(f"field 'editing_type_id' must be an integer, got {type_id!r}")
+    src_scene, tgt_scene = r.get("source_scene"), r.get("target_scene")
+    for key, v in (("source_scene", src_scene), ("target_scene", tgt_scene)):
+        if v and not isinstance(v, dict):
+            raise ValueError(f"field {key!r} must be a JSON object, got {type(v).__name__}")
+    for key in ("source_caption", "target_caption"):
+        if r.get(key) is not None and not isinstance(r[key], str):
+            raise ValueError(f"field {key!r} must be a string, got {type(r[key]).__name__}")
+    return Case(
+        id=case_id,
+        image_path=_rel_path(folder / IMAGES, r["image_path"], "image_path"),
+        original_prompt=_text(r, "original_prompt"),
+        editing_prompt=_text(r, "editing_prompt"),
+        editing_instruction=_text(r, "editing_instruction", ""),
+        editing_type_id=int(type_id),
+        blended_word=_text(r, "blended_word", ""),
+        rle=check_rle(r["mask"]),
+        target_image_path=_rel_path(folder, r["target_image_path"], "target_image_path") if r.get("target_image_path") else None,
+        source_scene=Scene.from_dict(src_scene) if src_scene else None,
+        target_scene=Scene.from_dict(tgt_scene) if tgt_scene else None,
+        source_caption=r.get("source_caption"),
+        target_caption=r.get("target_caption"),
+    )
