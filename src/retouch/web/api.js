@@ -39,18 +39,21 @@ async function failure(resp) {
   } catch {
     problem = null;
   }
-  const detail = problem && (problem.detail || problem.title);
+  let detail = problem && (problem.detail || problem.title);
+  if (detail) detail = String(detail).charAt(0).toUpperCase() + String(detail).slice(1);
   let message;
   if (resp.status === 401 || resp.status === 403) {
     message = "This server wants an access token. Paste the token under “Server token” and try again.";
     if (detail) message += ` (${detail})`;
   } else if (resp.status === 429) {
     const wait = resp.headers.get("Retry-After");
-    message = `The server is busy with other edits. Try again${wait ? ` in ${wait} seconds` : " in a moment"}.`;
+    const unit = wait === "1" ? "second" : "seconds";
+    message = `The server is busy with other edits. Try again${wait ? ` in ${wait} ${unit}` : " in a moment"}.`;
   } else if (resp.status === 413) {
     message = detail ? `The upload is too large: ${detail}` : "The upload is too large for this server.";
-  } else if (resp.status === 404 && !detail) {
-    message = "The server does not know this session any more (it may have restarted). Open the image again.";
+  } else if (resp.status === 404) {
+    const hint = "The server may have restarted or dropped this session: open the image again.";
+    message = detail ? `${detail}. ${hint}` : hint;
   } else if (resp.status === 408 || resp.status === 504) {
     message = detail ? `The edit took too long: ${detail}` : "The edit took longer than the server allows.";
   } else if (detail) {

@@ -346,7 +346,7 @@ function describeTurn(t, session) {
     if (session.sourceCaption) {
       const cap = document.createElement("span");
       cap.className = "caption";
-      cap.textContent = session.sourceCaption;
+      cap.textContent = cap.title = session.sourceCaption;
       li.append(cap);
     }
   } else {
@@ -366,7 +366,7 @@ function describeTurn(t, session) {
     if (t.caption) {
       const cap = document.createElement("span");
       cap.className = "caption";
-      cap.textContent = t.caption;
+      cap.textContent = cap.title = t.caption;
       li.append(cap);
     }
   }
