@@ -180,3 +180,26 @@ def test_tokens_read_synonyms_and_phrases_longest_first():
     assert ("SHAPE", ("cross", False)) in cats and ("PATTERN", "dotted") in cats
     assert not any(c == "BADCOLOR" for c, _ in cats)  # "white" belongs to "black and white"
     assert re.search("tilted left", str([t.val for t in tokenize("lean it to the left")]))
+
+
+def test_any_text_gives_a_scene_or_a_reading_error():
+    """Word salad from the lexicon, shuffled generator sentences and junk characters: never a traceback."""
+    from retouch.world.lexicon import LEXICON
+
+    phrases = [" ".join(k) for k in LEXICON]
+    sentences = [e.instruction.split() for e in generate_instructions(60, "train", seed=3)]
+    rng = random.Random(11)
+    for k in range(600):
+        scene = random_scene(rng)
+        if k % 3 == 0:
+            text = " ".join(rng.choice(phrases) for _ in range(rng.randint(1, 9)))
+        elif k % 3 == 1:
+            words = list(rng.choice(sentences))
+            rng.shuffle(words)
+            text = " ".join(words[: rng.randint(1, len(words))])
+        else:
+            text = "".join(rng.choice("abc ,;.!?'-xyz") for _ in range(rng.randint(1, 30)))
+        try:
+            assert isinstance(read_instruction(scene, text).target, Scene)
+        except ReadingError as e:
+            assert str(e)
