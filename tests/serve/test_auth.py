@@ -60,3 +60,33 @@ def test_cli_refuses_to_start_without_a_token(tmp_path, capsys):
     assert "token is empty" in capsys.readouterr().err
     assert main(["serve", "--model", str(tmp_path / "no-model")]) == 2
     assert "no such model folder" in capsys.readouterr().err
+
+
+def test_cli_serves_on_loopback_with_a_token(tmp_path):
+    """`retouch serve` itself (uvicorn in its own process): up, token enforced, no model loaded until asked."""
+    import time
+
+    import httpx
+
+    from .conftest import free_port
+
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "retouch.cli", "serve", "--port", str(port), "--token-file", str(tmp_path / "token")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.time() + 120
+        while True:
+            try:
+                health = httpx.get(f"{url}/healthz", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.time() < deadline, "retouch serve did not start"
+                time.sleep(0.2)
+        assert health.json()["status"] == "ok" and health.json()["loaded"] == []
+        assert httpx.get(f"{url}/v1/methods").status_code == 401
+        assert httpx.get(f"{url}/v1/methods", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from ..edit import Editor, encode_png
 from ..schema import MAX_STRENGTH, EditRecord, EditSpec, GenerateRecord, GenerateRequest
@@ -51,6 +52,31 @@ class ImageAnswer(BaseModel):
     record: dict
     image: str  # base64 PNG
     media_type: str = PNG
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    instance: str | None = None
+
+
+PROBLEMS = {
+    code: {"model": ProblemOut, "content": {"application/problem+json": {}}, "description": text}
+    for code, text in (
+        (401, "a token is set and the request has none or a wrong one"),
+        (404, "unknown session, job, turn or item"),
+        (408, "past the per-request timeout"),
+        (409, "not possible in this state"),
+        (413, "the body is over the size limit"),
+        (422, "a field is missing or wrong (`field` names it)"),
+        (429, "over the concurrency cap (see Retry-After)"),
+    )
+}
 
 
 class Health(BaseModel):
@@ -228,7 +254,7 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
             "running": svc.running,
         }
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(auth)])
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(auth)], responses=PROBLEMS)
 
     @v1.get("/methods", response_model=list[MethodInfo], tags=["meta"])
     def methods(svc: Svc) -> list[dict]:
@@ -290,7 +316,7 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
         """Upload an image once: it is captioned and inverted here, once, for every edit of the session."""
         name = svc.check_method(method, "edit")
         model_name = svc.check_model(model)
-        img = svc.read_image(await read_upload(image))
+        img = await run_in_threadpool(svc.read_image, await read_upload(image))  # decoding is off the event loop
         ss = await svc.run(
             lambda cancel: svc.open_session(img, source_prompt, name, model_name, cancel), "session's preparation", "source_prompt"
         )
@@ -326,7 +352,7 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
             raise Problem(422, "nothing to replace: the session is at its uploaded image (replace=false adds a turn)", "replace")
         size = ss.session.turns[0].image.shape[:2]
         mask_data = await read_upload(mask)
-        m = svc.read_mask(mask_data, size) if mask_data is not None and (mask_data or mask.filename) else None
+        m = await run_in_threadpool(svc.read_mask, mask_data, size) if mask_data is not None and (mask_data or mask.filename) else None
         await svc.run(
             lambda cancel: svc.session_edit(
                 ss, cancel, mask=m, instruction=instruction, target_prompt=target_prompt, strength=strength, replace=replace
@@ -447,12 +473,12 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
                 )
             name = svc.check_method(spec.method, "edit", f"{where}.method")
             svc.check_strength(name, spec.strength)
-            img = svc.read_image(uploads[spec.image], f"{where}.image")
+            img = await run_in_threadpool(svc.read_image, uploads[spec.image], f"{where}.image")
             m = None
             if spec.mask is not None:
                 if spec.mask not in uploads:
                     raise Problem(422, f"{where}.mask names {spec.mask!r}, which is not an uploaded file", f"{where}.mask")
-                m = svc.read_mask(uploads[spec.mask], img.shape[:2], f"{where}.mask")
+                m = await run_in_threadpool(svc.read_mask, uploads[spec.mask], img.shape[:2], f"{where}.mask")
             items.append(JobItem(i, spec, name, img, m))
         job = svc.jobs.submit(items, model_name)
         return JSONResponse(job.to_json(), status_code=202)
@@ -525,9 +551,13 @@ def _register_task(router: APIRouter, task: TaskSpec) -> None:
         name = svc.check_method(spec.method, task.name)
         svc.check_strength(name, spec.strength)
         model_name = svc.check_model(model)
-        img = svc.read_image(await read_upload(image))
+        img = await run_in_threadpool(svc.read_image, await read_upload(image))  # decoding is off the event loop
         mask_data = await read_upload(mask)
-        m = svc.read_mask(mask_data, img.shape[:2]) if mask_data is not None and (mask_data or mask.filename) else None
+        m = (
+            await run_in_threadpool(svc.read_mask, mask_data, img.shape[:2])
+            if mask_data is not None and (mask_data or mask.filename)
+            else None
+        )
         if task.mask_required and m is None:
             raise Problem(422, f"{task.name} needs a mask (white = the region to {task.name})", "mask")
 

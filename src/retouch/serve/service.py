@@ -80,6 +80,7 @@ class ServerSession:
     session: EditSession
     method: str
     model: str | None
+    loaded: Loaded  # the method instance it was prepared with (and its lock), kept even if the pool drops it
     lock: threading.Lock = field(default_factory=threading.Lock)
     tracker: Tracker = field(default_factory=lambda: Tracker(state="idle"))
     nbytes: int = 0
@@ -266,7 +267,7 @@ class Service:
         with item.lock:
             sess = EditSession(item.method, image, source_prompt, callback=step_callback(cancel, tracker, stage="prepare"), model=model)
         tracker.update(state="idle")
-        ss = ServerSession(sid, sess, method, model, tracker=tracker, nbytes=sess.nbytes())
+        ss = ServerSession(sid, sess, method, model, item, tracker=tracker, nbytes=sess.nbytes())
         with self._sessions_lock:
             self.sessions[sid] = ss
             self._evict_sessions(keep=sid)
@@ -291,7 +292,7 @@ class Service:
         ss.tracker.update(state="closed")
 
     def session_edit(self, ss: ServerSession, cancel: threading.Event, mask: np.ndarray | None = None, **kw: Any) -> None:
-        item = self.loaded(ss.method, ss.model)  # the instance the session was prepared with may be evicted; same settings
+        item = ss.loaded
         with ss.lock:
             ss.tracker.update(state="running", stage="edit", step=0, steps=0)
             try:
