@@ -78,8 +78,13 @@ def grid(rows: list[list[tuple[np.ndarray, str]]], path: Path, pad: int = 8, lab
             for k, line in enumerate(wrap(d, label, tile, f)[:label_lines]):
                 d.text((x, y + th + 4 + k * line_h), line, fill=(30, 32, 36), font=f)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out.save(path, optimize=True)
+    out.save(path, quality=92)  # JPEG: the pictures are for reading, the exact pixels are the test's business
     print(f"wrote {path} ({out.width}x{out.height})")
+
+
+def shot(page, path: Path, full_page: bool = False) -> None:
+    page.screenshot(path=path, type="jpeg", quality=85, full_page=full_page)
+    print(f"wrote {path}")
 
 
 def scene(seed: int, size: int, folder: Path) -> tuple[Path, np.ndarray]:
@@ -108,8 +113,6 @@ def main() -> int:
         page = browser.new_page(viewport={"width": 1280, "height": 820}, accept_downloads=True)
         ed = EditorPage(page)
         ed.goto(url)
-        page.screenshot(path=out / "start.png")
-        print(f"wrote {out / 'start.png'}")
 
         # before/after pairs, each a fresh session
         rows = []
@@ -122,11 +125,10 @@ def main() -> int:
             rows.append([(src, "before"), (edited, f"“{instruction}” ({cost(rec)})")])
             if n == 0:
                 page.fill("#compare", "50")
-                page.screenshot(path=out / "editor.png")
-                print(f"wrote {out / 'editor.png'}")
+                shot(page, out / "editor.jpg")
         # two pairs per row
         pairs = [rows[i] + (rows[i + 1] if i + 1 < len(rows) else []) for i in range(0, len(rows), 2)]
-        grid(pairs, out / "grid-edits.png")
+        grid(pairs, out / "grid-edits.jpg")
 
         # the strength slider on one session: one inversion, then each position costs the edit alone
         seed, instruction, strengths = STRENGTH
@@ -139,9 +141,7 @@ def main() -> int:
             im, rec = ed.download(tmp / f"strength-{s}.png")
             records["strength"].append(rec)
             tiles.append((im, f"strength {s:.2f} ({cost(rec)})"))
-        page.screenshot(path=out / "strength.png")
-        print(f"wrote {out / 'strength.png'}")
-        grid([tiles], out / "grid-strength.png")
+        grid([tiles], out / "grid-strength.jpg")
 
         # a mask brushed on the left half against none: outside the mask the picture is the input's
         seed, instruction = MASKED
@@ -153,16 +153,14 @@ def main() -> int:
         ed.undo()
         ed.brush(LEFT_HALF, size=max(8, a.size // 6))
         mask = ed.mask()
-        page.screenshot(path=out / "mask.png")
-        print(f"wrote {out / 'mask.png'}")
+        shot(page, out / "mask.jpg")
         ed.edit(instruction)
         masked, rec_m = ed.download(tmp / "masked.png")
         records["masked"].append(rec_m)
         page.check("#auto-show")
         page.wait_for_selector("#auto-mask:not([hidden])")
         page.fill("#compare", "0")
-        page.screenshot(path=out / "auto-mask.png")
-        print(f"wrote {out / 'auto-mask.png'}")
+        shot(page, out / "auto-mask.jpg")
         page.uncheck("#auto-show")
         shown = np.where(mask[..., None], (0.5 * src + [128, 30, 48]).clip(0, 255), src).astype(np.uint8)
         grid(
@@ -174,15 +172,14 @@ def main() -> int:
                     (masked, f"with the mask ({cost(rec_m)})"),
                 ]
             ],
-            out / "grid-mask.png",
+            out / "grid-mask.jpg",
         )
 
         # history: a second edit, undone
         ed.edit("change the background to a starry night sky")
         ed.undo()
         page.fill("#compare", "0")  # the whole picture is the current edit's
-        page.screenshot(path=out / "history.png", full_page=True)
-        print(f"wrote {out / 'history.png'}")
+        shot(page, out / "history.jpg", full_page=True)
         page.close()
     records["seconds_total"] = round(time.perf_counter() - t_start, 1)
     (out / "records.json").write_text(json.dumps(records, indent=2) + "\n")
