@@ -237,8 +237,8 @@ async function runEdit(fields, label) {
         if (!steps) return;
         el.progress.max = steps;
         el.progress.value = step;
-        const what = stage === "prepare" ? "inverting" : "denoising";
-        el.progressText.textContent = `${label}… ${what}, step ${step} of ${steps}`;
+        const what = stage === "prepare" ? "reading the image, " : "";
+        el.progressText.textContent = `${label}… ${what}step ${step} of ${steps}`;
       },
     });
     state.session = next;
