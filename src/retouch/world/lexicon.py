@@ -4,9 +4,9 @@ Each entry maps a phrase (lower case, hyphens read as spaces, "colour" read as "
 to a token category and its value.  Phrases are matched longest first, so "black and white" is a
 style before "white" is anything, and "red brick wall" a background before "red" is a colour.
 
-The entries were written from the world's vocabularies and ordinary English synonyms; they are not a
-list of the hand-written fixture's phrases (docs/editing.md, "Reading instructions", says how the
-fixture and the lexicon were made).
+The entries were written from the world's vocabularies and ordinary English synonyms, not copied from
+the hand-written fixture, though by its author, who had its first part in mind (docs/editing.md,
+"Reading instructions in everyday words", says how the fixture and the lexicon were made).
 """
 
 from __future__ import annotations
