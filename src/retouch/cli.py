@@ -258,6 +258,13 @@ def cmd_edit(a: argparse.Namespace) -> int:
     return 0
 
 
+# -- batch ------------------------------------------------------------------------
+def cmd_batch(a: argparse.Namespace) -> int:
+    from .batch import cli_main
+
+    return cli_main(a)
+
+
 # -- bench / train ----------------------------------------------------------------
 def cmd_bench(a: argparse.Namespace) -> int:
     from .eval.bench import BenchConfig, markdown_table, run_bench
@@ -427,6 +434,26 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--rewriter-url", default=None, help="openai: base URL of an OpenAI-compatible endpoint")
     ed.add_argument("--rewriter-model", default=None, help="openai: model name")
     ed.set_defaults(fn=cmd_edit)
+
+    ba = sub.add_parser("batch", help="many edits from a JSON-lines file or paired folders; resumable, optionally on Ray (docs/batch.md)")
+    ba.add_argument("jobs", nargs="?", default=None, help="JSON lines: image, instruction or prompt, [method mask strength seed output]")
+    ba.add_argument("--out", required=True, help="output folder: one PNG per job and batch-summary.json")
+    ba.add_argument("--images", default=None, help="a folder of images to edit alike (instead of JOBS)")
+    ba.add_argument("--masks", default=None, help="with --images: masks paired by file name (white = edit)")
+    ba.add_argument("--prompt", default=None, help="with --images: the target caption for every image")
+    ba.add_argument("--instruction", default=None, help="with --images: the instruction for every image")
+    ba.add_argument("--source-prompt", default=None, help="with --images: the source caption (default: the captioner's)")
+    ba.add_argument("--method", default="turbo", help="method for lines that name none (default turbo)")
+    ba.add_argument("--model", default=None, help="diffusers pipeline folder for every method (default: each method's shipped model)")
+    ba.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="a method setting, e.g. mask=difference")
+    ba.add_argument("--strength", type=float, default=None, help="edit strength for lines that give none (turbo)")
+    ba.add_argument("--seed", type=int, default=0, help="seed for lines that give none (default 0)")
+    ba.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's; on Ray, each worker's CPUs)")
+    ba.add_argument("--overwrite", action="store_true", help="recompute outputs that are already finished")
+    ba.add_argument("--dry-run", action="store_true", help="check every line and say what would run; load no model")
+    ba.add_argument("--ray", default=None, metavar="ADDRESS", help="run on the Ray cluster at HOST:PORT (or 'auto'); needs retouch[ray]")
+    ba.add_argument("--ray-workers", type=int, default=None, help="Ray actors, each loading the model once (default: the cluster's CPUs)")
+    ba.set_defaults(fn=cmd_batch)
 
     sv = sub.add_parser("serve", help="the HTTP API (FastAPI; OpenAPI at /docs; docs/serve.md)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs --token-file)")
