@@ -7,6 +7,7 @@ the record in its text chunks).  Screenshots: runs/test-artifacts/web/<test name
 
 from __future__ import annotations
 
+import base64
 import random
 import re
 from pathlib import Path
@@ -70,8 +71,11 @@ def test_upload_brush_edit_strength_undo_download(server, page, shots, tmp_path)
     page.check("#auto-show")
     page.wait_for_selector("#auto-mask:not([hidden])")
     assert np.array_equal(ed.auto_mask(), mask)
-    assert page.is_enabled("#auto-use")
-    page.uncheck("#auto-show")
+    page.click("#mask-clear")
+    assert not ed.mask().any() and "none" in page.inner_text("#mask-state")
+    page.click("#auto-use")  # the applied mask back into the brush layer
+    page.wait_for_function("document.querySelector('#auto-show').checked === false")
+    assert np.array_equal(ed.mask(), mask)
     page.fill("#compare", "40")
     shots(page, "2-edited")
 
@@ -121,14 +125,37 @@ def test_errors_are_words_and_large_images_fit(server, page, shots, tmp_path):
     assert page.is_visible("#drop")  # nothing was opened
     shots(page, "error-not-an-image")
 
-    # a large, wide image opens at its own size and the picture fits the window
+    # a large, wide image, dropped on the page, opens at its own size and the picture fits the window
     big = (1000, 560)
     scene_file(tmp_path / "big.png", big, seed=5)
-    ed.open(tmp_path / "big.png")
+    drop = page.evaluate_handle(
+        """(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], 'big.png', {type: 'image/png'}));
+        return dt;
+    }""",
+        base64.b64encode((tmp_path / "big.png").read_bytes()).decode(),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": drop})
+    page.wait_for_selector("#history li[data-index='0'].current")
+    ed.idle()
     assert page.is_hidden("#error")
     assert page.evaluate("[document.getElementById('mask').width, document.getElementById('mask').height]") == list(big)
     box = page.locator("#frame").bounding_box()
     assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= 1280 and box["y"] + box["height"] <= 900
+
+    # an uploaded mask of half the size: stretched onto the image (the page says so), white = edit
+    m = np.zeros((big[1] // 2, big[0] // 2), np.uint8)
+    m[:, : big[0] // 4] = 255  # the left half
+    Image.fromarray(m).save(tmp_path / "mask.png")
+    page.set_input_files("#mask-file", str(tmp_path / "mask.png"))
+    page.wait_for_selector("#error:not([hidden])")
+    assert "stretched" in page.inner_text("#error")
+    got = ed.mask()
+    assert got[:, : big[0] // 2 - 2].all() and not got[:, big[0] // 2 + 2 :].any()
+    page.click("#mask-clear")
+    assert not ed.mask().any()
 
     # an instruction the rewriter cannot read: a sentence from the server, no turn added
     page.fill("#instruction", "paint a moustache on the moon")

@@ -105,6 +105,10 @@ async function connect() {
 // A session holds one image and one method: the server captions and inverts the image once, when it is opened.
 async function openFile(file, { keepMask = false } = {}) {
   if (!file) return;
+  if (state.busy) {
+    showError(new api.ApiError("Wait until the current edit or upload has finished, then open the image again."));
+    return;
+  }
   if (file.type && !file.type.startsWith("image/")) {
     showError(new api.ApiError(`“${file.name}” is not an image (it is ${file.type}). Pick a PNG, JPEG or WebP file.`));
     return;
@@ -383,7 +387,7 @@ function render() {
   el.stage.hidden = !has;
   const ready = has && !state.busy;
   el.instruction.disabled = !has;
-  el.method.disabled = !has || state.methods.length === 0;
+  el.method.disabled = state.busy || state.methods.length === 0;
   el.editBtn.disabled = !ready || state.methods.length === 0;
   const strengthOk = takesStrength(s ? s.method : el.method.value);
   el.strength.disabled = !has || !strengthOk;
@@ -421,19 +425,18 @@ for (const input of [el.file, $("file2")]) {
     openFile(f);
   });
 }
-for (const target of [el.drop, document.body]) {
-  target.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    el.drop.classList.add("over");
-  });
-  target.addEventListener("dragleave", () => el.drop.classList.remove("over"));
-  target.addEventListener("drop", (e) => {
-    e.preventDefault();
-    el.drop.classList.remove("over");
-    const f = e.dataTransfer && e.dataTransfer.files[0];
-    if (f) openFile(f);
-  });
-}
+// a file dropped anywhere on the page opens it (one listener: the drop zone's events bubble up to it)
+document.addEventListener("dragover", (e) => {
+  e.preventDefault();
+  el.drop.classList.add("over");
+});
+document.addEventListener("dragleave", () => el.drop.classList.remove("over"));
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  el.drop.classList.remove("over");
+  const f = e.dataTransfer && e.dataTransfer.files[0];
+  if (f) openFile(f);
+});
 el.drop.addEventListener("keydown", (e) => {
   if (e.key === "Enter" || e.key === " ") el.file.click();
 });
