@@ -131,8 +131,40 @@ def recipes() -> dict[str, bytes]:
     return out
 
 
+def _multipart(fields: dict[str, str], files: dict[str, bytes]) -> bytes:
+    b = b"retouchfuzz"
+    out = b""
+    for k, v in fields.items():
+        out += b"--" + b + b"\r\n" + f'Content-Disposition: form-data; name="{k}"'.encode() + b"\r\n\r\n" + v.encode() + b"\r\n"
+    for k, v in files.items():
+        out += b"--" + b + b"\r\n" + f'Content-Disposition: form-data; name="{k}"; filename="{k}.png"'.encode()
+        out += b"\r\nContent-Type: image/png\r\n\r\n" + v + b"\r\n"
+    return out + b"--" + b + b"--\r\n"
+
+
+def serve_form() -> dict[str, bytes]:
+    img, msk = images()["rgb.png"], masks()["half.png"]
+    return {
+        "instruction.txt": _multipart({"instruction": "make it a pencil sketch"}, {"image": img}),
+        "mask.txt": _multipart({"instruction": "make the star blue", "strength": "0.5"}, {"image": img, "mask": msk}),
+        "target.txt": _multipart({"target_prompt": "a pencil sketch", "source_prompt": "a photo", "method": "turbo"}, {"image": img}),
+        "both.txt": _multipart({"instruction": "x", "target_prompt": "y"}, {}),
+        "strength.txt": _multipart({"instruction": "x", "strength": "9"}, {"image": img}),
+    }
+
+
+def serve_json() -> dict[str, bytes]:
+    return {
+        "generate.json": json.dumps({"prompt": "a red star", "steps": 4, "seed": 1}).encode(),
+        "edit.json": json.dumps({"instruction": "make it blue", "strength": 0.5, "method": "turbo"}).encode(),
+        "extra.json": json.dumps({"instruction": "make it blue", "colour": "red"}).encode(),
+    }
+
+
 def main() -> None:
-    for name, files in (("image", images()), ("mask", masks()), ("pie", pie()), ("rle", rle()), ("recipe", recipes())):
+    kinds = [("image", images()), ("mask", masks()), ("pie", pie()), ("rle", rle()), ("recipe", recipes())]
+    kinds += [("serve-form", serve_form()), ("serve-json", serve_json())]
+    for name, files in kinds:
         folder = HERE / "corpus" / name
         folder.mkdir(parents=True, exist_ok=True)
         for fname, data in files.items():

@@ -1,6 +1,7 @@
 """Run one fuzz target with atheris (libFuzzer options pass through).
 
-    python fuzz/run.py TARGET -runs=N [-max_len=65536] [-timeout=10]     # TARGET: image, mask, pie, rle, recipe
+    python fuzz/run.py TARGET -runs=N [-max_len=65536] [-timeout=10]
+    # TARGET: image, mask, pie, rle, recipe, serve-form, serve-json (the last two where src/retouch/serve exists)
     python fuzz/run.py TARGET --replay                                   # every corpus file once, no fuzzing
 
 The corpus is fuzz/corpus/TARGET/ (seeds and reproducers, checked in); new inputs the fuzzer finds go
@@ -22,17 +23,33 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     name, rest = argv[1], argv[2:]
+    replay = "--replay" in rest
+    import contextlib
+
     import numpy  # noqa: F401  (imported before instrumentation: C extensions gain nothing from it)
-    import PIL  # noqa: F401
 
-    from fuzz import targets
+    if replay:
+        instrumented = contextlib.nullcontext()
+    else:
+        import atheris
 
+        # coverage feedback from retouch's own code, Pillow's Python decoders and the multipart parser
+        instrumented = atheris.instrument_imports(include=["retouch", "PIL", "fuzz", "multipart", "starlette"])
+    with instrumented:
+        from PIL import Image
+
+        import retouch.edit  # noqa: F401
+        import retouch.train  # noqa: F401
+        import retouch.world.suite  # noqa: F401
+        from fuzz import targets
+
+        Image.init()  # every Pillow decoder plugin
     if name not in targets.TARGETS:
         print(f"unknown target {name!r}; known: {', '.join(targets.TARGETS)}", file=sys.stderr)
         return 2
     targets.quiet()
     corpus = targets.corpus_dir(name)
-    if "--replay" in rest:
+    if replay:
         bad = 0
         files = sorted(p for p in corpus.rglob("*") if p.is_file())
         for p in files:
@@ -43,16 +60,6 @@ def main(argv: list[str]) -> int:
                 print(f"{p}: {type(e).__name__}: {e}")
         print(f"{name}: replayed {len(files)} files, {bad} failed")
         return 1 if bad else 0
-    import atheris
-
-    with atheris.instrument_imports(include=["retouch", "PIL", "fuzz"]):
-        from PIL import Image  # noqa: F401
-
-        import retouch.edit  # noqa: F401
-        import retouch.train  # noqa: F401
-        import retouch.world.suite  # noqa: F401
-
-        Image.init()  # every Pillow decoder plugin, instrumented
     corpus.mkdir(parents=True, exist_ok=True)
     # new inputs go to fuzz/work/TARGET (not kept in git); the checked-in seeds and reproducers are read too
     work = Path(__file__).resolve().parent / "work" / name

@@ -40,9 +40,10 @@ def cmd_world_sample(a: argparse.Namespace) -> int:
     from .world import detailed_caption, random_scene, render_pil, short_caption
 
     scene = random_scene(random.Random(a.seed), n_objects=a.objects)
+    from .atomic import save_image
+
     out = Path(a.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    render_pil(scene, a.size).save(out)
+    save_image(render_pil(scene, a.size), out)
     print(
         json.dumps(
             {"image": str(out), "short": short_caption(scene), "detailed": detailed_caption(scene), "scene": scene.to_dict()}, indent=2
@@ -65,12 +66,14 @@ def cmd_world_parse(a: argparse.Namespace) -> int:
     results = []
     for p, img in zip(a.images, images, strict=True):
         (scene,) = read_scenes(reader, img)
-        results.append({"image": str(p), "scene": scene.to_dict(), "detailed": detailed_caption(scene)})
+        # a scene with no object is no Shapes-world scene (a photo, say): it has no world caption
+        detailed = detailed_caption(scene) if scene.objects else None
+        results.append({"image": str(p), "scene": scene.to_dict(), "detailed": detailed})
     if a.json:
         print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     else:
         for r in results:
-            print(f"{r['image']}: {r['detailed']}")
+            print(f"{r['image']}: {r['detailed'] or 'no Shapes-world object found'}")
     return 0
 
 
@@ -97,7 +100,9 @@ def cmd_world_captions(a: argparse.Namespace) -> int:
     for _ in range(a.n):
         s = random_scene(rng)
         lines.append(json.dumps({"scene": s.to_dict(), "short": short_caption(s), "detailed": detailed_caption(s)}))
-    out.write_text("\n".join(lines) + "\n")
+    from .atomic import write_text
+
+    write_text(out, "\n".join(lines) + "\n")
     print(f"wrote {a.n} captions to {out}")
     return 0
 
@@ -108,8 +113,9 @@ def cmd_world_score(a: argparse.Namespace) -> int:
     result = score_images(a.dir, a.against, reader=a.reader)
     text = json.dumps(result, indent=2)
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(text)
+        from .atomic import write_text
+
+        write_text(a.json, text)
     print(text)
     return 0
 
@@ -120,8 +126,12 @@ def _read_prompts(path: str, field: str) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"prompts file {p} not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p} is not UTF-8 text (byte {e.start}: {e.reason})") from e
     prompts = []
-    for i, line in enumerate(p.read_text().splitlines()):
+    for i, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         try:
@@ -140,8 +150,7 @@ def _read_prompts(path: str, field: str) -> list[str]:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from PIL import Image
-
+    from .atomic import save_image
     from .generate import generate
     from .models.backbone import DEFAULT_MODEL, load_backbone
 
@@ -170,10 +179,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
         # seed + line index: an image is the same whichever batch it was made in
         images = generate(backbone, chunk, steps=a.steps, seed=a.seed + start, size=size, guidance=a.guidance)
         for o, img in zip(outs[start : start + len(chunk)], images, strict=True):
-            o.parent.mkdir(parents=True, exist_ok=True)
-            tmp = o.with_name(o.stem + ".tmp" + o.suffix)
-            Image.fromarray(img).save(tmp)
-            tmp.replace(o)  # never a half-written image under the real name
+            save_image(img, o)  # never a half-written image under the real name (retouch.atomic)
         bar(start + len(chunk), len(prompts))
     print(f"wrote {outs[0]}" if len(outs) == 1 else f"wrote {len(outs)} images to {a.out}")
     return 0
@@ -181,14 +187,20 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 # -- edit -------------------------------------------------------------------------
 def cmd_edit(a: argparse.Namespace) -> int:
-    from .edit import Editor, load_image, load_mask, save_image
+    from .edit import Editor, check_output_path, check_text, load_image, load_mask, save_image
 
     out = Path(a.output)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise ValueError(f"{out}: output must be .png, .jpg or .webp")
-    # every input is read and checked before a model loads
+    # every input is read and checked before a model loads (retouch.edit's checks; docs/reliability.md)
+    n_then = len(a.then or [])
+    for p in [out] + [out.with_name(f"{out.stem}.turn{k + 1}{out.suffix}") for k in range(n_then)]:
+        check_output_path(p, (a.image, a.mask))
     image = load_image(a.image)
     mask = load_mask(a.mask, image.shape[:2]) if a.mask else None
+    for text, what in [(a.instruction, "instruction"), (a.target_prompt, "--target-prompt"), (a.source_prompt, "--source-prompt")] + [
+        (t, f"--then instruction {k + 1}") for k, t in enumerate(a.then or [])
+    ]:
+        if text is not None:
+            check_text(text, what)
     if (a.instruction is None or not a.instruction.strip()) and not (a.target_prompt and a.target_prompt.strip()):
         raise ValueError("the instruction is empty (give an INSTRUCTION or --target-prompt)")
     if a.instruction and a.instruction.strip() and a.target_prompt and a.target_prompt.strip():
@@ -223,10 +235,13 @@ def cmd_edit(a: argparse.Namespace) -> int:
     editor = Editor(a.method, **options)
     n_turns = 1 + len(a.then or [])
 
+    written: list[Path] = []
+
     def save(k: int, turn) -> None:
         # each turn is written as soon as it is done: a later turn's failure loses no finished work
         path = out if k == n_turns - 1 else out.with_name(f"{out.stem}.turn{k + 1}{out.suffix}")
         save_image(turn.image, path)
+        written.append(path)
         r = turn.result
         print(
             json.dumps(
@@ -244,17 +259,22 @@ def cmd_edit(a: argparse.Namespace) -> int:
             flush=True,
         )
 
-    editor.edit(
-        image,
-        a.instruction,
-        target_prompt=a.target_prompt,
-        source_prompt=a.source_prompt,
-        mask=mask,
-        strength=a.strength,
-        then=a.then or [],
-        on_turn=save,
-        then_from=a.then_from,
-    )
+    from .caption import NoSceneError
+
+    try:
+        editor.edit(
+            image,
+            a.instruction,
+            target_prompt=a.target_prompt,
+            source_prompt=a.source_prompt,
+            mask=mask,
+            strength=a.strength,
+            then=a.then or [],
+            on_turn=save,
+            then_from=a.then_from,
+        )
+    except NoSceneError as e:  # name the file (or the turn whose output) the captioner could not read
+        raise ValueError(f"{written[-1] if written else a.image}: {e}") from e
     return 0
 
 

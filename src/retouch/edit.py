@@ -15,15 +15,18 @@ from __future__ import annotations
 import inspect
 import io
 import logging
+import os
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from .images import DECODE_ERRORS, to_mask, to_rgb8, upright
 from .methods import EditRequest, EditResult, Method, Progress, get_method
 from .schema import EditRecord, png_text_chunks
 
@@ -54,24 +57,21 @@ def _open(source: ImageSource, what: str, max_pixels: int | None = None, name: s
         with Image.open(p) as im:
             if max_pixels is not None and im.width * im.height > max_pixels:
                 raise ValueError(f"{name} is {im.width}x{im.height} = {im.width * im.height} pixels; at most {max_pixels} are accepted")
+            if max(im.size) > MAX_SIDE or min(im.size) < 1:  # from the header, before a huge image is decoded
+                raise ValueError(f"{name} is {im.width}x{im.height}; sides must lie in [{MIN_SIDE}, {MAX_SIDE}] pixels")
             im.load()
             return im, name
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{name} is not a readable image ({e})") from e
+    except DECODE_ERRORS as e:
+        raise ValueError(f"{name} is not a readable image ({type(e).__name__}: {e})") from e
+
 
 
 def load_image(source: ImageSource, *, max_pixels: int | None = None, name: str | None = None) -> np.ndarray:
     """An image (a path, bytes or a binary file) as HxWx3 uint8 RGB, EXIF-upright; grey and palette images are
     converted, transparent ones refused.  ``name`` is what error messages call it (default: the path)."""
     img, name = _open(source, "image", max_pixels, name)
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        alpha = np.asarray(img.convert("RGBA"))[..., 3]
-        if (alpha < 255).any():
-            raise ValueError(f"{name} has transparent pixels (mode {img.mode}); flatten it onto a background first")
-    if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA", "CMYK", "YCbCr"):
-        raise ValueError(f"{name}: unsupported image mode {img.mode!r} (16-bit and float images: convert to 8-bit RGB first)")
-    arr = np.asarray(img.convert("RGB"))
+    # the conversion policy (EXIF first; CMYK, 16-bit, float, alpha) lives in retouch.images
+    arr = to_rgb8(upright(img, name), name)
     check_image(arr, name)
     return arr
 
@@ -87,10 +87,13 @@ def check_image(arr: np.ndarray, name: str = "the image") -> None:
 def load_mask(source: ImageSource, size: tuple[int, int], *, name: str | None = None) -> np.ndarray:
     """A single-channel mask (mode 1 or L; white = edit; a path, bytes or a binary file) of the image's (H, W) as a boolean array."""
     m, name = _open(source, "mask", name=name)
-    if m.mode not in MASK_MODES:
-        raise ValueError(f"{name} has mode {m.mode!r}; it must be single-channel (mode 'L' or '1', white = edit): convert it first")
-    arr = np.asarray(m)
-    return check_mask(arr > (0 if m.mode == "1" else 127), size, name)
+    arr = to_mask(upright(m, name), name)  # read in the orientation the image is shown in, like the image
+    if arr.shape == tuple(size)[::-1] and arr.shape != tuple(size):
+        raise ValueError(
+            f"{name} is {arr.shape[1]}x{arr.shape[0]} but the image is {size[1]}x{size[0]} (upright, after its EXIF orientation): "
+            "a mask drawn on the image as stored, before that rotation, must be rotated the same way"
+        )
+    return check_mask(arr, size, name)
 
 
 def check_mask(mask: np.ndarray, size: tuple[int, int], name: str = "the mask") -> np.ndarray:
@@ -179,7 +182,7 @@ class Editor:
         if isinstance(then, str):
             raise ValueError("then= takes a list of instructions, not one string")
         for k, ins in enumerate(then):
-            if not isinstance(ins, str) or not ins.strip():
+            if not isinstance(ins, str) or not check_text(ins, f"follow-up instruction {k + 1}").strip():
                 raise ValueError(f"follow-up instruction {k + 1} is empty")
         if strength is not None and "strength" not in inspect.signature(self.method.edit).parameters:
             raise ValueError(f"method {self.method.name!r} has no edit strength; only turbo takes --strength")
@@ -215,9 +218,50 @@ class Editor:
 def _text_or_none(text: str | None, what: str) -> str | None:
     if text is None:
         return None
+    return check_text(text, what).strip() or None
+
+
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def check_output_path(path: str | Path, inputs: tuple[str | Path | None, ...] = ()) -> Path:
+    """``path`` if an edited image can be written there, else ``ValueError`` / ``OSError`` naming why: a
+    wrong suffix, a folder, a parent that is a file or cannot be written, or one of ``inputs`` itself
+    (retouch never writes over its input).  Checked before any model loads."""
+    p = Path(path)
+    if p.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"{p}: output must be .png, .jpg or .webp")
+    if p.is_dir():
+        raise IsADirectoryError(f"{p}: the output is a folder; give a file name such as {p / 'edited.png'}")
+    for src in inputs:
+        if src is not None and Path(src).exists() and (p.resolve() == Path(src).resolve() or (p.exists() and p.samefile(src))):
+            raise ValueError(f"{p} is the input {src} itself: retouch never writes over its input; choose another -o")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{p}: {parent} is a file, not a folder, so nothing can be written under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{p}: the folder {parent} is not writable")
+    return p
+
+
+MAX_TEXT = 10_000  # characters in an instruction or caption (the text encoders read a few hundred tokens)
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` with tabs and line breaks as spaces, or ``ValueError``: not a string, not UTF-8 (a command
+    line with undecodable bytes arrives as lone surrogates), a control character, or longer than ``MAX_TEXT``."""
     if not isinstance(text, str):
         raise ValueError(f"the {what} must be a string, got {type(text).__name__}")
-    return text.strip() or None
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"the {what} is {len(text)} characters long; at most {MAX_TEXT} are accepted")
+    for i, ch in enumerate(text):
+        if "\ud800" <= ch <= "\udfff":
+            raise ValueError(f"the {what} is not valid UTF-8 text (an undecodable byte at character {i + 1})")
+        if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r":
+            raise ValueError(f"the {what} holds the control character U+{ord(ch):04X} at character {i + 1}; remove it")
+    return " ".join(text.split()) if any(c in text for c in "\t\n\r") else text
 
 
 def save_image(image: np.ndarray, path: str | Path, record: EditRecord | None = None) -> Path:
