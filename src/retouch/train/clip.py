@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
+from ..atomic import atomic_folder, write_json, write_text
 from ..world.captions import BACKGROUND_PHRASE, STYLE_PHRASE, detailed_caption, object_phrase, short_caption
 from ..world.edits import sample_edit
 from ..world.render import render
@@ -225,8 +226,8 @@ def build_tokenizer(out_dir: str | Path | None = None, vocab_size: int = 3000, m
         tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=EOS, model_max_length=max_length, clean_up_tokenization_spaces=False
     )
     if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        fast.save_pretrained(str(out_dir))
+        with atomic_folder(out_dir) as tmp:
+            fast.save_pretrained(str(tmp))
     return fast
 
 
@@ -441,18 +442,19 @@ def save_world_clip(model: Any, tokenizer: Any, image_size: int, out: str | Path
     that loads them back as float32 (CPU fp16 kernels are slow), the image processor and the tokenizer."""
     out = Path(out)
     half = copy.deepcopy(model).half()
-    half.save_pretrained(out, safe_serialization=True)
-    conf = json.loads((out / "config.json").read_text())
-    for c in (conf, conf.get("text_config", {}), conf.get("vision_config", {})):
-        for key in ("dtype", "torch_dtype"):
-            if key in c:
-                c[key] = "float32"
-    (out / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
-    build_image_processor(image_size).save_pretrained(out)
-    # calls with padding / truncation leave that state in the backend; ship the tokenizer as it was built
-    tokenizer.backend_tokenizer.no_truncation()
-    tokenizer.backend_tokenizer.no_padding()
-    tokenizer.save_pretrained(out)
+    with atomic_folder(out) as tmp:  # every file whole, whenever the run is killed
+        half.save_pretrained(tmp, safe_serialization=True)
+        conf = json.loads((tmp / "config.json").read_text())
+        for c in (conf, conf.get("text_config", {}), conf.get("vision_config", {})):
+            for key in ("dtype", "torch_dtype"):
+                if key in c:
+                    c[key] = "float32"
+        write_text(tmp / "config.json", json.dumps(conf, indent=2) + "\n")
+        build_image_processor(image_size).save_pretrained(tmp)
+        # calls with padding / truncation leave that state in the backend; ship the tokenizer as it was built
+        tokenizer.backend_tokenizer.no_truncation()
+        tokenizer.backend_tokenizer.no_padding()
+        tokenizer.save_pretrained(tmp)
 
 
 def _embedder(path_or_model: Any) -> Any:
@@ -578,6 +580,6 @@ def train_world_clip(cfg: WorldClipConfig) -> dict:
     model.eval()
     save_world_clip(model, tokenizer, cfg.image_size, out)
     metrics = evaluate_world_clip(out, cfg.eval_n, cfg.eval_pool, cfg.eval_seed)
-    (out / "eval.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "eval.json", metrics)
     logger.info("eval %s", metrics)
     return metrics
