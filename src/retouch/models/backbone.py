@@ -504,7 +504,8 @@ def packaged_path(ref: Path | dict) -> Path:
 
 
 def _model_kwargs(library: str, dtype: torch.dtype, variant: str | None) -> dict[str, Any]:
-    kw: dict[str, Any] = {"variant": variant} if variant else {}
+    # safetensors only: a pickled checkpoint (*.bin, *.ckpt) can run code when loaded, so it is refused
+    kw: dict[str, Any] = {"use_safetensors": True} | ({"variant": variant} if variant else {})
     if library == "transformers":
         import transformers
         from packaging.version import Version
