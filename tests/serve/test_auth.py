@@ -60,6 +60,10 @@ def test_cli_refuses_to_start_without_a_token(tmp_path, capsys):
     assert "token is empty" in capsys.readouterr().err
     assert main(["serve", "--model", str(tmp_path / "no-model")]) == 2
     assert "no such model folder" in capsys.readouterr().err
+    assert main(["serve", "--model", str(tmp_path), "--preload", "--port", "0"]) == 2  # fails before the port opens
+    assert "cannot preload 'turbo'" in capsys.readouterr().err
+    assert main(["serve", "--method", "oracle"]) == 2
+    assert "reference method" in capsys.readouterr().err
 
 
 def test_cli_serves_on_loopback_with_a_token(tmp_path):

@@ -129,5 +129,6 @@ def serve(settings: ServeSettings) -> None:
     import uvicorn
 
     app = create_app(settings)
+    app.state.service.preload()  # a model that cannot load fails here, in words, before the port opens
     print(f"retouch serve: http://{settings.host}:{settings.port}  (API docs: /docs)", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)

@@ -107,6 +107,8 @@ class Service:
             if METHODS[m].reference:
                 raise ValueError(f"method {m!r} is a reference method (it needs ground truth): it cannot be served")
         self.methods = served
+        if settings.default_method in METHODS and METHODS[settings.default_method].reference:
+            raise ValueError(f"method {settings.default_method!r} is a reference method (it needs ground truth): it cannot be served")
         if settings.default_method not in self.methods:
             raise ValueError(f"the default method {settings.default_method!r} is not served ({', '.join(self.methods)})")
         self._loaded: OrderedDict[tuple[str, str | None], Loaded] = OrderedDict()
@@ -321,9 +323,16 @@ class Service:
             self.evicted_sessions += 1
             logger.info("evicted session %s (%d bytes)", sid, old.nbytes)
 
-    def start(self) -> None:
+    def preload(self) -> None:
+        """Load ``settings.preload`` now (a ValueError that says why if one cannot load)."""
         for m in self.settings.preload:
-            self.loaded(self.check_method(m, METHODS[m].task if m in METHODS else "edit", "preload"), self.default_model)
+            try:
+                self.loaded(self.check_method(m, METHODS[m].task if m in METHODS else "edit", "preload"), self.default_model)
+            except Problem as e:
+                raise ValueError(f"cannot preload {m!r}: {e.detail}") from e
+
+    def start(self) -> None:
+        self.preload()  # already loaded ones are kept
         self.jobs.start()
 
     def stop(self) -> None:
