@@ -56,8 +56,19 @@ def test_upload_brush_edit_strength_undo_download(server, page, shots, tmp_path)
     assert re.search(r"\d+\.\d% of the image", page.inner_text("#mask-state"))
     shots(page, "1-mask")
 
-    # edit
+    # edit, recording what the progress line says while it runs
+    page.evaluate(
+        """() => {
+        window.progressSeen = [];
+        new MutationObserver(() => {
+            const box = document.getElementById('progress-box');
+            if (!box.hidden) window.progressSeen.push(document.getElementById('progress-text').textContent);
+        }).observe(document.getElementById('progress-box'), {attributes: true, childList: true, subtree: true});
+    }"""
+    )
     ed.edit(FIRST)
+    assert any(t.startswith("Editing…") for t in page.evaluate("window.progressSeen")), "a progress line while the edit ran"
+    assert page.is_hidden("#progress-box")
     item = page.inner_text("#history li[data-index='1']")
     assert FIRST in item and "starry night sky" in item.split("\n")[-1] and "0+4 evaluations" in item
     assert page.is_enabled("#undo") and page.is_disabled("#redo")
@@ -77,6 +88,7 @@ def test_upload_brush_edit_strength_undo_download(server, page, shots, tmp_path)
     page.wait_for_function("document.querySelector('#auto-show').checked === false")
     assert np.array_equal(ed.mask(), mask)
     page.fill("#compare", "40")
+    assert page.evaluate("getComputedStyle(document.getElementById('frame')).getPropertyValue('--split').trim()") == "40%"
     shots(page, "2-edited")
 
     # strength slider: re-renders turn 1 (no new turn) from the cached inversion
