@@ -16,7 +16,7 @@ The path of a batch reads straight through this module:
    finished and skipped (so a killed batch resumes where it stopped);
 4. **run**: a ``JobRunner`` (one ``retouch.edit.Editor`` per method, each loaded once) edits the
    pending jobs, locally or inside one Ray actor per worker; the driver writes every output
-   atomically (a temporary file, fsync, rename) and, at the end, ``batch-summary.json`` with each
+   atomically (``retouch.atomic``: a temporary file, fsync, rename) and, at the end, ``batch-summary.json`` with each
    line's status (done / skipped / error and its message).
 
 Each job is seeded (its ``seed``, else the batch's) before it runs, and its PNG records only what
@@ -31,7 +31,6 @@ import logging
 import os
 import random
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -40,13 +39,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .atomic import sweep_temps, write_bytes
 from .schema import EditSpec
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "batch-summary.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-TMP_SUFFIX = ".retouch-tmp"  # temporary files are ".<name>.<random>.retouch-tmp" beside their target
 MAX_SEED = 2**32 - 1
 
 
@@ -475,34 +474,6 @@ class JobRunner:
         return os.getpid()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """``data`` under ``path`` all at once: a temporary file beside it, fsync, rename (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def sweep_temps(out: Path) -> int:
-    """Remove the temporary files a killed batch left in ``out``."""
-    n = 0
-    for p in out.rglob(f".*{TMP_SUFFIX}") if out.is_dir() else []:
-        if p.is_file():
-            p.unlink(missing_ok=True)
-            n += 1
-    if n:
-        logger.info("removed %d temporary files of an interrupted batch in %s", n, out)
-    return n
-
-
 def _local_outcomes(pending: list[Line], settings: BatchSettings, runner_box: list):
     runner = JobRunner(settings.options, settings.threads)
     runner_box.append(runner)
@@ -520,55 +491,57 @@ def _ray_outcomes(pending: list[Line], settings: BatchSettings, meta: dict):
     address = connect_ray(settings.ray)
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    n = settings.ray_workers or max(1, int(cpus // settings.cpus_per_worker))
-    n = max(1, min(n, len(pending)))
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    fit = int(cpus // settings.cpus_per_worker)
+    if fit < 1:
+        ray.shutdown()
+        raise RuntimeError(f"the Ray cluster at {address} has {cpus:g} CPUs; a worker needs {settings.cpus_per_worker:g}")
+    if settings.ray_workers and settings.ray_workers > fit:
+        logger.warning("--ray-workers %d: the cluster has room for %d workers", settings.ray_workers, fit)
+    n = max(1, min(settings.ray_workers or fit, fit, len(pending)))
     threads = settings.threads or max(1, int(settings.cpus_per_worker))
-    actor_cls = ray.remote(num_cpus=settings.cpus_per_worker)(JobRunner)
+    # a worker that dies (a node lost, out of memory) is started again once and its job retried once
+    actor_cls = ray.remote(num_cpus=settings.cpus_per_worker, max_restarts=1, max_task_retries=1)(JobRunner)
     actors = [actor_cls.remote(settings.options, threads) for _ in range(n)]
     meta.update(ray=address, workers=n)
-    logger.info("Ray at %s: %d workers of %s CPUs", address, n, settings.cpus_per_worker)
+    logger.info("Ray at %s: %d workers of %g CPUs", address, n, settings.cpus_per_worker)
     queue = list(reversed(pending))
     inflight: dict[Any, tuple[Any, int]] = {}
 
-    def submit(actor) -> Outcome | None:
+    def submit(actor) -> list[Outcome]:
+        """Hand ``actor`` the next job; jobs whose inputs can no longer be read fail on the way."""
+        failed = []
         while queue:
             line = queue.pop()
             try:
                 task = make_task(line, settings)
             except (ValueError, OSError) as e:
-                return Outcome(line.number, error=str(e))
+                failed.append(Outcome(line.number, error=str(e)))
+                continue
             inflight[actor.run.remote(task)] = (actor, line.number)
-            return None
-        return None
+            break
+        return failed
 
     try:
         for a in actors:
-            for _ in range(2):  # one running, one waiting: the actor never idles between jobs
-                early = submit(a)
-                if early is not None:
-                    yield early
+            for _ in range(2):  # one running, one waiting: an actor never idles between jobs
+                yield from submit(a)
         while inflight:
             (ref,), _ = ray.wait(list(inflight), num_returns=1)
             actor, number = inflight.pop(ref)
             try:
                 outcome = ray.get(ref)
             except ray.exceptions.RayActorError as e:
-                yield Outcome(number, error=f"the Ray worker died: {str(e)[:500]}")
+                outcome = Outcome(number, error=f"the Ray worker died: {str(e)[:500]}")
                 if actor in actors:
                     actors.remove(actor)
-                if not actors:
-                    while queue:
-                        yield Outcome(queue.pop().number, error="no Ray worker is left")
-                continue
             except ray.exceptions.RayError as e:
-                outcome = Outcome(number, error=f"Ray: {e}")
+                outcome = Outcome(number, error=f"Ray: {str(e)[:500]}")
             yield outcome
             if actor in actors:
-                early = submit(actor)
-                while early is not None:
-                    yield early
-                    early = submit(actor)
+                yield from submit(actor)
+        while queue:
+            yield Outcome(queue.pop().number, error="no Ray worker is left")
     finally:
         for a in actors:
             ray.kill(a)
@@ -636,7 +609,7 @@ def run_batch(lines: list[Line], settings: BatchSettings, *, progress: bool | No
                     n_failed += 1
                     logger.warning("%s: %s", line.where, o.error)
                 else:
-                    write_atomic(out / line.output, o.png)
+                    write_bytes(out / line.output, o.png)
                     line.status = "done"
                 bar.update(1)
                 bar.set_postfix(skipped=n_skipped, failed=n_failed)
@@ -645,7 +618,7 @@ def run_batch(lines: list[Line], settings: BatchSettings, *, progress: bool | No
         summary = _summary(lines, settings, meta, time.perf_counter() - t0, time.perf_counter() - t_run)
         if runner_box:
             summary["model_loads"] = runner_box[0].loads
-        write_atomic(out / SUMMARY_NAME, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
+        write_bytes(out / SUMMARY_NAME, (json.dumps(summary, indent=2, ensure_ascii=False) + "\n").encode())
     return summary
 
 
