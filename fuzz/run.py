@@ -44,6 +44,8 @@ def main(argv: list[str]) -> int:
         from fuzz import targets
 
         Image.init()  # every Pillow decoder plugin
+    # the training tasks (torch, diffusers) load on the first recipe; loaded here, their import is no "hang"
+    retouch.train._load_tasks()
     if name not in targets.TARGETS:
         print(f"unknown target {name!r}; known: {', '.join(targets.TARGETS)}", file=sys.stderr)
         return 2

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 ALLOWED: tuple[type[BaseException], ...] = (ValueError, OSError)
-_TMP = Path(tempfile.mkdtemp(prefix="retouch-fuzz-"))
+# a memory-backed folder where there is one: the pie and recipe targets write a file per input
+_TMP = Path(tempfile.mkdtemp(prefix="retouch-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
 
 
 def image(data: bytes) -> None:

@@ -49,15 +49,15 @@ def upright(img: Image.Image, name: str) -> Image.Image:
 
 
 def _alpha_policy(img: Image.Image, name: str) -> Image.Image:
-    if img.mode == "La":
-        img = img.convert("LA")
-    a = np.asarray(img.getchannel("A"))
+    a = np.asarray(img.getchannel(len(img.getbands()) - 1))  # the alpha band is the last ("A", or "a" premultiplied)
     clear = int((a < 255).sum())
     if clear:
         raise ValueError(
             f"{name} has transparent pixels ({clear} of {a.size}, mode {img.mode}); "
             "retouch does not guess what lies behind them: flatten it onto a background first"
         )
+    if img.mode == "La":  # premultiplied grey, opaque: the grey channel is the image (Pillow cannot convert La)
+        return img.getchannel(0).convert("RGB")
     return img.convert("RGB")
 
 
@@ -78,6 +78,17 @@ def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
 
 def to_rgb8(img: Image.Image, name: str) -> np.ndarray:
     """An opened, loaded image as an HxWx3 uint8 array by the module's policy, or ``ValueError`` saying why not."""
+    try:
+        return _to_rgb8(img, name)
+    except ValueError as e:
+        if str(e).startswith(name):
+            raise
+        raise ValueError(f"{name} cannot be converted to RGB ({e})") from e  # one of Pillow's own
+    except OSError as e:
+        raise ValueError(f"{name} cannot be decoded ({type(e).__name__}: {e})") from e
+
+
+def _to_rgb8(img: Image.Image, name: str) -> np.ndarray:
     mode = img.mode
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
