@@ -16,7 +16,6 @@ over the latents' standard deviation (SD's convention), so the denoiser sees uni
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..atomic import atomic_folder, write_json
 from ..world.render import render
 from ..world.scene import random_scene
 from . import register_task
@@ -205,7 +205,8 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
         mean, std = latent_stats(ae, cfg.stats_n, cfg.seed + 1)
         # AutoencoderDC has no shift_factor; the mean is reported so a non-centred latent would show
         ae.register_to_config(scaling_factor=1.0 / std)
-        ae.to(torch.float16).save_pretrained(out)
+        with atomic_folder(out) as tmp:
+            ae.to(torch.float16).save_pretrained(tmp)
     if cfg.decoder_steps:
         ae = _autoencoder_class().from_pretrained(out, torch_dtype=torch.float32).to(dev)  # the shipped (fp16) encoder
         ae.encoder.requires_grad_(False)
@@ -213,12 +214,13 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
         sched = warmup_cosine(opt, 50, cfg.decoder_steps)
         step = resume(dec_ckpt, ae, opt, sched)
         _fit(ae, ae.decoder.parameters(), opt, sched, pool, cfg, step, cfg.decoder_steps, dec_ckpt, "decoder")
-        ae.eval().to(torch.float16).save_pretrained(out)
+        with atomic_folder(out) as tmp:
+            ae.eval().to(torch.float16).save_pretrained(tmp)
     # measured as shipped: the fp16 weights read back
     ae = _autoencoder_class().from_pretrained(out, torch_dtype=torch.float32).to(dev).eval()
     if mean is None:
         mean, std = latent_stats(ae, cfg.stats_n, cfg.seed + 1)
     metrics = evaluate_autoencoder(ae, cfg.eval_n, cfg.eval_seed) | {"latent_mean": mean, "latent_std": std}
-    (out / "eval.json").write_text(json.dumps(metrics, indent=2))
+    write_json(out / "eval.json", metrics)
     logger.info("eval %s", metrics)
     return metrics
