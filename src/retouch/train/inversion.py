@@ -11,7 +11,6 @@ correct what it is given).  No editing pairs and no data beyond images and their
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import write_json
 from . import register_task
 from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
 
@@ -137,7 +137,7 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
     net.eval()
     save_inversion(net, out)
     result = {"steps": step, **log, "eval": evaluate_inversion(gen, net, cfg.eval_n, cfg.eval_seed, cfg.n_steps)}
-    (out / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "eval.json", result)
     return result
 
 
