@@ -119,16 +119,14 @@ def _target_regex(unet: nn.Module, targets: tuple[str, ...]) -> list[str]:
 
 
 def save_inversion(net: InversionNet, folder: str | Path, half: bool = True) -> None:
-    from safetensors.torch import save_file
+    from ..atomic import save_safetensors, write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half else v).contiguous().cpu() for k, v in net.trainable_state_dict().items()}
-    tmp = folder / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp))
-    tmp.rename(folder / WEIGHTS)
+    save_safetensors(state, folder / WEIGHTS)
     cfg = asdict(net.config) | {"_class_name": "TurboEditInversion", "channels": net.channels}
-    (folder / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
+    write_json(folder / CONFIG, cfg)
 
 
 def load_inversion(folder: str | Path, unet: nn.Module, device: torch.device | str = "cpu") -> InversionNet:
@@ -164,7 +162,10 @@ def load_inversion_weights(net: InversionNet, folder: str | Path) -> None:
     path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no inversion weights ({WEIGHTS})")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # SafetensorError: a torn or foreign file
+        raise ValueError(f"{path} is not a safetensors file ({type(e).__name__}: {e})") from e
     own = net.unet.state_dict()
     bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
     if bad:
