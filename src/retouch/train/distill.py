@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import atomic_write
 from ..models.slots import with_adapter
 from ..sampling import timesteps_for
 from . import register_task
@@ -120,8 +121,8 @@ def train_distill(cfg: DistillConfig) -> dict:
         noise, x0s = z["noise"], z["x0"]
     else:
         noise, x0s = teacher_pairs(cfg, texts, null)
-        np.savez(str(pairs_path) + ".tmp.npz", noise=noise, x0=x0s)
-        Path(str(pairs_path) + ".tmp.npz").rename(pairs_path)
+        with atomic_write(pairs_path, "wb") as f:
+            np.savez(f, noise=noise, x0=x0s)
     dev = pick_device(cfg.device)
     # the student shares the teacher's slot adapter (if it has one), frozen
     adapter = None
