@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import atomic_folder, atomic_path, atomic_write, write_json, write_text
 from ..models.attention import AttentionStore, capture_cross_attention
 from ..world.captions import detailed_caption_spans, short_caption, varied_caption_spans
 from ..world.render import DEFAULT_SIZE, render
@@ -203,9 +204,8 @@ def _cache_dir(cfg: T2ITrainConfig) -> tuple[Path, str]:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = Path(str(path) + ".tmp.npy")
-    np.save(tmp, array)
-    tmp.rename(path)
+    with atomic_write(path, "wb") as f:
+        np.save(f, array)
 
 
 def text_cache(cfg: T2ITrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +296,8 @@ def save_pipeline(
 
     out.mkdir(parents=True, exist_ok=True)
     unet = copy.deepcopy(unet).to(torch.float16)
-    unet.save_pretrained(out / "unet")
+    with atomic_folder(out / "unet") as tmp:  # each file renamed into place whole
+        unet.save_pretrained(tmp)
 
     def link(name: str) -> None:
         target = component_folder(Path(share_with), name).resolve()  # before anything in ``out`` is removed
@@ -304,7 +305,7 @@ def save_pipeline(
             raise ValueError(f"{out / name} cannot point to {target}: that is the folder itself (share_with must be another pipeline)")
         shutil.rmtree(out / name, ignore_errors=True)
         (out / name).mkdir()
-        (out / name / LINK_REF).write_text(json.dumps({"folder": os.path.relpath(target, (out / name).resolve())}) + "\n")
+        write_text(out / name / LINK_REF, json.dumps({"folder": os.path.relpath(target, (out / name).resolve())}) + "\n")
 
     source = resolve_folder(autoencoder)
     if share_with is not None:
@@ -314,21 +315,24 @@ def save_pipeline(
         shutil.rmtree(out / "vae", ignore_errors=True)
         (out / "vae").mkdir()
         for name in ("config.json", "diffusion_pytorch_model.safetensors"):
-            shutil.copy2(source / name, out / "vae" / name)
-    scheduler.save_pretrained(out / "scheduler")
+            with atomic_path(out / "vae" / name) as tmp:
+                shutil.copy2(source / name, tmp)
+    with atomic_folder(out / "scheduler") as tmp:
+        scheduler.save_pretrained(tmp)
     shutil.rmtree(out / "text_adapter", ignore_errors=True)
     if adapter is not None and share_with is not None:
         link("text_adapter")
     elif adapter is not None:
-        copy.deepcopy(adapter).to(torch.float16).save_pretrained(out / "text_adapter")
+        with atomic_folder(out / "text_adapter") as tmp:
+            copy.deepcopy(adapter).to(torch.float16).save_pretrained(tmp)
     tok = AutoTokenizer.from_pretrained(_package_folder(), model_max_length=max_length)
     # the tokenizer, like the text encoder, is read from the package (with the padded length fixed here)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
     (out / "tokenizer").mkdir()
     ref = TEXT_PACKAGE | {"kwargs": {"model_max_length": max_length}}
-    (out / "tokenizer" / "retouch_package.json").write_text(json.dumps(ref, indent=2) + "\n")
+    write_json(out / "tokenizer" / "retouch_package.json", ref)
     (out / "text_encoder").mkdir(exist_ok=True)
-    (out / "text_encoder" / "retouch_package.json").write_text(json.dumps(TEXT_PACKAGE, indent=2) + "\n")
+    write_json(out / "text_encoder" / "retouch_package.json", TEXT_PACKAGE)
     index = {
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": diffusers.__version__,
@@ -341,7 +345,7 @@ def save_pipeline(
         "unet": ["diffusers", type(unet).__name__],
         "vae": ["diffusers", "AutoencoderDC"],
     } | ({"text_adapter": ["retouch", "SlotAdapter"]} if adapter is not None else {}) | (extra or {})
-    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_json(out / "model_index.json", index)
 
 
 def v_target(x0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
