@@ -259,7 +259,9 @@ def main() -> int:
         with httpx.Client(base_url=url, timeout=300) as c:
             cost = measure_cost(c, a.cost_images, a.seed)
         after_cost_rss = rss.peak
+        t_load = time.time()
         result = load(url, a.clients, a.seconds, a.seed + 1000, a.retry_wait)
+        t_end = time.time()
         health = httpx.get(f"{url}/healthz").json()
     finally:
         server.terminate()
@@ -276,6 +278,11 @@ def main() -> int:
         "cost": cost,
         "load": result,
         "rss_mib": {"after_start": round(idle_rss / mib), "after_cost": round(after_cost_rss / mib), "peak": round(rss.peak / mib)},
+        # resident memory through the load phase, at each fifth of it: bounded if it levels off
+        "rss_mib_during_load": [
+            round(max((r for t, r in rss.samples if t <= t_load + f * (t_end - t_load)), default=0) / mib)
+            for f in (0.2, 0.4, 0.6, 0.8, 1.0)
+        ],
         "sessions_at_end": health["sessions"],
     }
     text = json.dumps(summary, indent=2)

@@ -48,7 +48,7 @@ def start_server(**settings) -> Running:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # loading turbo takes seconds; minutes on a crowded machine
     while not server.started:
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
@@ -78,8 +78,11 @@ def scene_png(seed: int = 3, size: int = 128) -> bytes:
 
 
 def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
+    """PNG bytes of a uint8 array (HxW: mode L, HxWx3: RGB, HxWx4: RGBA); ``mode`` checks what Pillow made of it."""
+    img = Image.fromarray(arr)
+    assert mode is None or img.mode == mode, (img.mode, mode)
     buf = io.BytesIO()
-    Image.fromarray(arr, mode=mode).save(buf, format="PNG") if mode else Image.fromarray(arr).save(buf, format="PNG")
+    img.save(buf, format="PNG")
     return buf.getvalue()
 
 

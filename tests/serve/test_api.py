@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import threading
 import time
 
@@ -55,7 +56,12 @@ def test_healthz_methods_models_docs(server):
         assert methods["ddim4"]["strength"] is False and methods["ddim4"]["reuses_inversion"] is False
         models = c.get("/v1/models").json()
         assert {"name": "shapes-turbo", "default": True} in models and all(set(m) == {"name", "default"} for m in models)
-        assert c.get("/docs").status_code == 200
+        docs = c.get("/docs")
+        assert docs.status_code == 200 and "cdn" not in docs.text.lower()  # Swagger UI from bundled files, no CDN
+        js = re.search(r'src="([^"]+swagger-ui-bundle\.js)"', docs.text).group(1)
+        assert c.get(js).status_code == 200
+        page = c.get("/")  # the browser editor's static files
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         paths = c.get("/openapi.json").json()["paths"]
         for p in ("/v1/edit", "/v1/generate", "/v1/sessions", "/v1/sessions/{sid}/edits", "/v1/jobs", "/v1/jobs/{job_id}/events"):
             assert p in paths

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from .problems import Problem, problem_response
 from .problems import install as install_problems
@@ -87,7 +88,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         finally:
             svc.stop()
 
-    app = FastAPI(
+    # FastAPIOffline: the /docs page from bundled Swagger UI files, no CDN (nothing outside may be reachable)
+    app = FastAPIOffline(
         title="retouch",
         summary="Edit images from words: the HTTP API",
         description="Routes, JSON shapes and errors: docs/serve.md. Errors are RFC 9457 problem bodies.",
