@@ -241,8 +241,7 @@ def test_resume_after_kill_9_computes_nothing_twice(tmp_path, model):
     n = 24
     imgs = _write_images(tmp_path / "in", 3)
     rows = [
-        {"image": str(imgs[i % 3]), "source_prompt": SRC, "prompt": f"{TARGETS[i % 3]} no. {i}", "output": f"{i:03d}.png"}
-        for i in range(n)
+        {"image": str(imgs[i % 3]), "source_prompt": SRC, "prompt": f"{TARGETS[i % 3]} no. {i}", "output": f"{i:03d}.png"} for i in range(n)
     ]
     jobs = _jobs(tmp_path / "jobs.jsonl", rows)
     out = tmp_path / "out"
@@ -288,30 +287,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_ray_head(env: dict) -> tuple[subprocess.Popen, int, Path]:
+    """``ray start --head --block`` on loopback with small resources; (process, port, temp dir) once it says it started.
+    Ray gives its raylet 30 s to register, which an overloaded machine can miss: then it tries again (3 times)."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    log_tail = ""
+    for _attempt in range(3):
+        port = _free_port()
+        temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # Ray's socket paths must stay short
+        log = temp / "head.log"
+        with open(log, "wb") as f:
+            head = subprocess.Popen(
+                [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1"]
+                + [
+                    "--include-dashboard=false",
+                    "--disable-usage-stats",
+                    "--temp-dir",
+                    str(temp),
+                    "--object-store-memory",
+                    str(100 * 2**20),
+                ],
+                env=env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 180  # a bound, not a speed target
+        while head.poll() is None and time.monotonic() < deadline:
+            if b"Ray runtime started" in log.read_bytes():
+                return head, port, temp
+            time.sleep(0.2)
+        log_tail = log.read_bytes().decode(errors="replace")[-1500:]
+        _stop_ray_head(head, temp)
+    pytest.fail(f"ray start --head did not come up in 3 tries; its last words:\n{log_tail}")
+
+
+def _stop_ray_head(head: subprocess.Popen, temp: Path) -> None:
+    head.terminate()  # `ray start --block` stops the node's processes on SIGTERM
+    try:
+        head.wait(60)
+    except subprocess.TimeoutExpired:
+        head.kill()
+        head.wait()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
 def test_a_ray_run_writes_the_files_of_a_local_run(local_run, good_jobs, model, tmp_path):
     pytest.importorskip("ray")
-    port = _free_port()
-    temp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # Ray's socket paths must stay short
     # the head advertises 127.0.0.1 only with this variable (Ray otherwise swaps loopback for the network address)
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
-    ray_bin = Path(sys.executable).with_name("ray")
-    head = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1"]
-        + ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp), "--object-store-memory", str(100 * 2**20)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    head, port, temp = _start_ray_head(env)
     try:
-        deadline = time.monotonic() + 180  # a bound, not a speed target: a busy machine starts Ray slowly
-        while True:
-            assert head.poll() is None, "ray start --head exited"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the Ray head did not come up"
-                time.sleep(0.2)
         out = tmp_path / "ray-out"
         # the driver in its own process (without the variable: `retouch batch` keeps a loopback address itself),
         # so that a cluster that never answers fails the test instead of hanging it
@@ -320,12 +345,7 @@ def test_a_ray_run_writes_the_files_of_a_local_run(local_run, good_jobs, model, 
         run = subprocess.run([*cmd, *_model_args(model)], env=driver_env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-3000:]
     finally:
-        head.terminate()  # `ray start --block` stops the node's processes on SIGTERM
-        try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-        shutil.rmtree(temp, ignore_errors=True)
+        _stop_ray_head(head, temp)
     s = _summary(out)
     assert s["ray"] == f"127.0.0.1:{port}" and s["workers"] == 1 and s["done"] == 5
     local = sorted(p.relative_to(local_run) for p in local_run.rglob("*.png"))
