@@ -105,7 +105,6 @@ class Command:
     out: Path
     results: Callable[[Path], object]
     finished: Callable[[Path], bool]  # whether a run that was killed had in fact completed
-    rerun_ok_when_finished: bool = True  # False: a rerun over a finished output is refused (world bench)
     env: dict = field(default_factory=dict)
 
 
@@ -194,8 +193,9 @@ def kill_points(cmd: Command, n: int, rng: random.Random, reference: object, ref
         assert not torn, f"{cmd.name}: torn files after kill point {rec}"
         if not r["killed"]:
             assert r["rc"] == 0, f"{cmd.name} failed instead of being killed: {r['stderr']}"
-        if cmd.finished(cmd.out) and not cmd.rerun_ok_when_finished:
-            # complete before the kill landed (the mapping file is its last write): same results, then start over
+        if cmd.finished(cmd.out):
+            # complete before the kill landed (its last write is there): the same results, then start over, so
+            # that the next point falls in a whole run again (not in a resumed run's few last steps)
             assert cmd.results(cmd.out) == reference, f"{cmd.name}: a finished output differs from the uninterrupted run's"
             rec["finished_before_kill"] = True
             shutil.rmtree(cmd.out)
