@@ -200,6 +200,11 @@ def test_a_rerun_skips_finished_outputs_and_redoes_a_changed_job(local_run, good
     s = _summary(out)
     assert (s["done"], s["skipped"]) == (0, 5) and set(_status(s).values()) == {"skipped"}
     assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+    # --overwrite computes every line again, to the same bytes
+    assert main(["batch", str(good_jobs), "--out", str(out), "--overwrite", *_model_args(model)]) == 0
+    assert set(_status(_summary(out)).values()) == {"done"}
+    for p in local_run.rglob("*.png"):
+        assert (out / p.relative_to(local_run)).read_bytes() == p.read_bytes()
     # change line 3's caption: only its output is computed again
     rows = [json.loads(x) for x in good_jobs.read_text().splitlines()]
     rows[2]["prompt"] = "a blue heart on green grass"
