@@ -103,7 +103,7 @@ def main() -> None:
     run = Path(a.run)
     cfg = json.loads((run / "train_config.json").read_text())
     guidance = a.guidance if a.guidance is not None else float(cfg.get("guidance", 3.0))
-    snaps = sorted((run / "snapshots").glob("step-*"))[:: a.every]
+    snaps = sorted((run / "snapshots").glob("step-*"))[a.every - 1 :: a.every]
     if not snaps:
         raise SystemExit(f"{run}/snapshots has no step-* folders: train with snapshot_every > 0")
     backbone = load_backbone(a.base)

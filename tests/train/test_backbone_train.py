@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,52 +109,56 @@ def test_backbone_recipes_run_end_to_end(tmp_path):
     assert run_recipe(recipes["teacher"], steps=3)["steps"] == 3
 
 
-def test_slot_teacher_and_its_student_carry_the_adapter(tmp_path):
-    """A teacher with a slot adapter saves it as ``text_adapter/``; the loader applies it, the student shares it."""
-    ae_dir = tmp_path / "ae"
+def test_layout_teacher_student_and_inversion_read_the_caption_reader_map(tmp_path):
+    """A layout-map teacher saves its map's channels and a link to its caption reader; the loader paints the map
+    from the caption, the student and the inversion network read it too, and turbo's layout mask follows it."""
+    from retouch.models.caption_reader import DEFAULT_CAPTION_READER
+    from retouch.models.layout import LAYOUT_CHANNELS
+
     ae = {
-        "task": "autoencoder", "out": str(ae_dir), "steps": 1, "batch_size": 2, "crop": 32, "pool": 4, "channels": [8, 16, 16, 16],
+        "task": "autoencoder", "out": str(tmp_path / "ae"), "steps": 1, "batch_size": 2, "crop": 32, "pool": 4, "channels": [8, 16, 16, 16],
         "blocks": [1, 1, 1, 1], "eval_n": 2, "stats_n": 4, "ckpt_every": 1, "threads": 1, "decoder_steps": 1,
     }  # fmt: skip
     teacher = {
-        "task": "t2i", "out": str(tmp_path / "teacher"), "autoencoder": str(ae_dir), "cache": str(tmp_path / "cache"), "n_scenes": 8,
-        "steps": 3, "batch_size": 4, "channels": [32, 32], "heads": 2, "ckpt_every": 1, "threads": 1, "default_steps": 2,
-        "grounding": 0.5, "slot_tokens": 4, "slot_parse": 1.0, "lr": 1e-2, "warmup": 1,
+        "task": "t2i", "out": str(tmp_path / "teacher"), "autoencoder": str(tmp_path / "ae"), "cache": str(tmp_path / "cache"),
+        "n_scenes": 8, "steps": 2, "batch_size": 4, "channels": [32, 32], "heads": 2, "ckpt_every": 1, "threads": 1,
+        "default_steps": 2, "layout": True, "caption_reader": str(DEFAULT_CAPTION_READER), "snapshot_every": 1, "bf16_cpu": True,
     }  # fmt: skip
     student = {
         "task": "distill", "out": str(tmp_path / "turbo"), "teacher": teacher["out"], "teacher_recipe": str(tmp_path / "teacher.json"),
         "n_pairs": 4, "teacher_steps": 2, "steps": 1, "batch_size": 2, "gen_batch": 2, "ckpt_every": 1, "threads": 1,
         "share_teacher": True,
     }  # fmt: skip
-    for name, r in (("ae", ae), ("teacher", teacher), ("student", student)):
+    inversion = {
+        "task": "inversion", "out": str(tmp_path / "turbo-inversion"), "generator": student["out"],
+        "teacher_recipe": str(tmp_path / "teacher.json"), "detailed_only": False, "steps": 1, "batch_size": 2, "eval_n": 2,
+        "ckpt_every": 1, "rank": 2,
+    }  # fmt: skip
+    for name, r in (("ae", ae), ("teacher", teacher), ("student", student), ("inversion", inversion)):
         (tmp_path / f"{name}.json").write_text(json.dumps(r))
         run_recipe(tmp_path / f"{name}.json")
-    state = torch.load(tmp_path / "teacher" / "checkpoint.pt", weights_only=False)
-    assert {"adapter", "ema_adapter", "parse"} <= set(state)
+    assert sorted(p.name for p in (tmp_path / "teacher" / "snapshots").iterdir()) == ["step-000001", "step-000002"]
     t, s = load_backbone(tmp_path / "teacher"), load_backbone(tmp_path / "turbo")
-    assert json.loads((tmp_path / "teacher" / "model_index.json").read_text())["text_adapter"] == ["retouch", "SlotAdapter"]
-    assert t.text_adapter is not None and s.text_adapter is not None
-    for a, b in zip(t.text_adapter.parameters(), s.text_adapter.parameters(), strict=True):
-        assert torch.equal(a, b)
-    tokens = t.encode_text(["a red star at the top left", "a blue square"]).tokens
-    max_len = t.tokenizers[0].model_max_length
-    assert tokens.shape == (2, max_len + 4, 384)
-    # the slot vectors depend on the caption and are not padding (non-zero)
-    assert tokens[:, max_len:].abs().sum(-1).min() > 0 and not torch.allclose(tokens[0, max_len:], tokens[1, max_len:])
-    assert generate(s, ["a red star"], steps=1).shape == (1, 128, 128, 3)
-    # continuing a slot teacher keeps its adapter; dropping it, or another slot count, is refused
-    more = teacher | {"out": str(tmp_path / "more"), "init": teacher["out"], "steps": 1, "lr": 0.0}
-    assert run_recipe_dict(tmp_path, more)["steps"] == 1
-    for a, b in zip(load_backbone(tmp_path / "more").text_adapter.parameters(), t.text_adapter.parameters(), strict=True):
-        assert torch.equal(a, b)  # with lr 0 the continued adapter is the one it started from
-    with pytest.raises(ValueError, match="slot_tokens: 4"):
-        run_recipe_dict(tmp_path, more | {"slot_tokens": 0, "slot_parse": 0.0, "out": str(tmp_path / "x")})
-    with pytest.raises(ValueError, match="slot_tokens must be 0"):
-        run_recipe_dict(tmp_path, teacher | {"slot_tokens": 3, "out": str(tmp_path / "y")})
-    # the student ships no second copy of the autoencoder or adapter: pointers to the teacher's
+    for bb in (t, s):
+        assert bb.caption_reader is not None and bb.denoiser.unet.config.in_channels == 16 + LAYOUT_CHANNELS
+        cond = bb.encode_text(["a red star at the top left", "a blue square at the bottom right"])
+        assert cond.layout.shape == (2, LAYOUT_CHANNELS, 16, 16) and not torch.equal(cond.layout[0], cond.layout[1])
+        assert torch.count_nonzero(bb.unconditional(1).layout) == 0  # guidance drops the map with the caption
+    assert generate(t, ["a red star"], steps=2).shape == (1, 128, 128, 3)
+
+    from retouch.methods import EditRequest, get_method
+
+    img = generate(s, ["a red star at the top left on a plain background"], steps=1)[0]
+    turbo = get_method("turbo", model=str(tmp_path / "turbo"), mask="layout", captioner=None)
+    src = "a large red solid star at the top left, on a plain background"
+    tgt = src.replace("red", "blue")
+    res = turbo.edit(EditRequest(image=img, source_prompt=src, target_prompt=tgt))
+    assert res.image.shape == img.shape and res.info["mask"] == "layout"
+    # only the star's place differs between the two captions' maps: the other three quadrants stay as they were
+    assert 0 < res.info["mask_fraction"] <= 0.25 + 1e-6
+    assert np.array_equal(res.image[80:, 80:], img[80:, 80:])
+    # the student ships no second copy of the autoencoder: a pointer to the teacher's; moved alone, it says what is missing
     assert not any((tmp_path / "turbo" / "vae").glob("*.safetensors")) and (tmp_path / "turbo" / "vae" / "retouch_link.json").is_file()
-    assert not any((tmp_path / "turbo" / "text_adapter").glob("*.safetensors"))
-    # moved without its teacher, the student says what is missing
     import shutil
 
     shutil.move(tmp_path / "teacher", tmp_path / "elsewhere")
@@ -161,7 +166,24 @@ def test_slot_teacher_and_its_student_carry_the_adapter(tmp_path):
         load_backbone(tmp_path / "turbo")
 
 
-def run_recipe_dict(folder, recipe: dict) -> dict:
-    path = folder / "recipe.json"
-    path.write_text(json.dumps(recipe))
-    return run_recipe(path)
+def test_decoder_fine_tune_from_a_shipped_autoencoder_keeps_its_encoder(tmp_path):
+    """``init`` + ``decoder_steps`` fine-tunes only the decoder (with the scale-equivariance term): latents, and so
+    every denoiser trained on them, stay valid."""
+    from safetensors.torch import load_file
+
+    base = {
+        "task": "autoencoder", "out": str(tmp_path / "ae"), "steps": 1, "batch_size": 2, "crop": 32, "pool": 4, "channels": [8, 16, 16, 16],
+        "blocks": [1, 1, 1, 1], "eval_n": 2, "stats_n": 4, "ckpt_every": 1, "threads": 1,
+    }  # fmt: skip
+    tuned = base | {"out": str(tmp_path / "tuned"), "init": str(tmp_path / "ae"), "decoder_steps": 2, "equivariance": 1.0}
+    tuned["decoder_lr"] = 1e-2
+    for name, r in (("base", base), ("tuned", tuned)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+        run_recipe(tmp_path / f"{name}.json")
+    assert encoder_key(tmp_path / "ae") == encoder_key(tmp_path / "tuned")
+    a = load_file(tmp_path / "ae" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "tuned" / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    (tmp_path / "bad.json").write_text(json.dumps(tuned | {"out": str(tmp_path / "bad"), "decoder_steps": 0}))
+    with pytest.raises(ValueError, match="decoder_steps"):
+        run_recipe(tmp_path / "bad.json")

@@ -108,15 +108,10 @@ class DDIMBaseline(CaptionBaseline):
             return out, n, n * self._nfe_per_step(), s_inv
         s = self.settings
         tok = self.backbone.tokenizers[0]
-        # the caption's own tokens are aligned by their ids; states a text adapter appends after them
-        # (the Shapes slot vectors) map one to one
+        # the caption's own tokens are aligned by their ids
         length = min(tok.model_max_length, c_src.tokens.shape[1])
         ids = [tok(c, padding="max_length", max_length=length, truncation=True)["input_ids"] for c in (caps.source, caps.target)]
         mapper, aligned = token_mapper(ids[0], ids[1])
-        extra = c_src.tokens.shape[1] - length
-        if extra > 0:
-            mapper = torch.cat([mapper, torch.arange(length, length + extra)])
-            aligned = torch.cat([aligned, torch.ones(extra)])
         control = InjectionControl(
             mapper, aligned, cross_steps=round(s.cross_frac * n), self_steps=round(s.self_frac * n), guided=self.guidance != 1.0
         )

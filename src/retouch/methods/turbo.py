@@ -45,7 +45,7 @@ from .common import (
 logger = logging.getLogger(__name__)
 
 MAX_STRENGTH = 1.5
-MASK_MODES = ("attention", "difference", "none")
+MASK_MODES = ("attention", "difference", "layout", "none")
 COMPOSE_MODES = ("delta", "adaptive", "paste")
 
 
@@ -60,7 +60,8 @@ class TurboSettings:
     # edit leaves the inversion trajectory, after DiffEdit) or "none" (the whole image; the default:
     # with the grounded Shapes generator the attention maps of background and style words leave the
     # objects out and cover part of the background, so global edits came out half-done; chosen on the
-    # dev suite, docs/editing.md "Choosing the defaults")
+    # dev suite, docs/editing.md "Choosing the defaults"); "layout" (the places whose layout maps differ
+    # between the two captions: a layout-map generator only)
     mask: str = "none"
     mask_blur: float = 1.0  # Gaussian blur radius of masks in latent pixels
     # how the decoded edit returns to pixels inside the mask (outside it the input is kept as it is):
@@ -219,6 +220,14 @@ class TurboEdit(Method):
                         return soft(masks[-1])
 
                     out = sample_turbo(bb.denoiser, inv, cond, mask=local_blend, callback=cb)
+            elif s.mask == "layout":
+                if c_src.layout is None:
+                    raise ValueError("mask='layout' needs a generator with a layout map (a Shapes layout model); use 'attention' or 'none'")
+                # the cells where the source and target captions' maps differ: the places (or, for background and
+                # style, the whole image) the edit names; exact, with no attention threshold to tune
+                diff = (c_src.layout - c_tgt.layout).abs().amax(dim=1, keepdim=True)  # (1, 1, h, w)
+                masks.append((diff > 0.5).float())
+                out = sample_turbo(bb.denoiser, inv, cond, mask=soft(masks[-1]), callback=cb)
             elif s.mask == "difference":
 
                 def diff_blend(i: int, x: torch.Tensor) -> torch.Tensor:

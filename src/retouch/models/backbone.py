@@ -44,12 +44,15 @@ class TextConditioning:
     """A batch of encoded prompts.
 
     ``tokens`` (B, L, D) feed cross-attention; ``pooled`` (B, P) and ``add_time_ids`` (B, 6)
-    are SDXL's extra conditioning (pooled text embedding; original size, crop, target size).
+    are SDXL's extra conditioning (pooled text embedding; original size, crop, target size);
+    ``layout`` (B, M, h, w) is the Shapes model's layout map (models/layout.py), extra input channels
+    read from the caption, which travels with the text through every operation below.
     """
 
     tokens: Tensor
     pooled: Tensor | None = None
     add_time_ids: Tensor | None = None
+    layout: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -58,41 +61,48 @@ class TextConditioning:
     def __len__(self) -> int:
         return self.batch_size
 
+    def _map(self, fn: Callable[[Tensor], Tensor], *, ids: bool = True) -> TextConditioning:
+        """``fn`` applied to every part that is present (the size ids only with ``ids``)."""
+
+        def f(t: Tensor | None) -> Tensor | None:
+            return None if t is None else fn(t)
+
+        return TextConditioning(f(self.tokens), f(self.pooled), f(self.add_time_ids) if ids else self.add_time_ids, f(self.layout))
+
     def lerp(self, other: TextConditioning, w: float) -> TextConditioning:
-        """``(1 - w) * self + w * other`` on tokens and pooled; ``w`` may leave [0, 1] (TurboEdit extrapolates to 1.5).
+        """``(1 - w) * self + w * other`` on tokens, pooled and layout; ``w`` may leave [0, 1] (TurboEdit extrapolates to 1.5).
 
         The size ids are not text, so they are kept from ``self``.
         """
-        if (self.pooled is None) != (other.pooled is None):
-            raise ValueError("cannot interpolate a conditioning with a pooled embedding and one without")
-        pooled = None if self.pooled is None else torch.lerp(self.pooled, other.pooled.to(self.pooled), w)
-        return TextConditioning(torch.lerp(self.tokens, other.tokens.to(self.tokens), w), pooled, self.add_time_ids)
+        for name in ("pooled", "layout"):
+            if (getattr(self, name) is None) != (getattr(other, name) is None):
+                raise ValueError(f"cannot interpolate a conditioning with {name} and one without")
+
+        def mix(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+            return None if a is None else torch.lerp(a, b.to(a), w)
+
+        tokens, pooled = mix(self.tokens, other.tokens), mix(self.pooled, other.pooled)
+        return TextConditioning(tokens, pooled, self.add_time_ids, mix(self.layout, other.layout))
 
     def select(self, i: int) -> TextConditioning:
         """Batch entry ``i`` as a batch of one."""
-
-        def pick(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t[i : i + 1]
-
-        return TextConditioning(pick(self.tokens), pick(self.pooled), pick(self.add_time_ids))
+        return self._map(lambda t: t[i : i + 1])
 
     def repeat(self, n: int) -> TextConditioning:
         """The whole batch tiled ``n`` times (like ``Tensor.repeat``): [a, b] -> [a, b, a, b] for n=2."""
-        return TextConditioning(
-            self.tokens.repeat(n, 1, 1),
-            None if self.pooled is None else self.pooled.repeat(n, 1),
-            None if self.add_time_ids is None else self.add_time_ids.repeat(n, 1),
-        )
+        return self._map(lambda t: t.repeat(n, *([1] * (t.ndim - 1))))
 
     def cat(self, others: TextConditioning | Iterable[TextConditioning]) -> TextConditioning:
         """``self`` followed by ``others`` along the batch."""
         parts = [self, *([others] if isinstance(others, TextConditioning) else others)]
-        for name in ("pooled", "add_time_ids"):
+        for name in ("pooled", "add_time_ids", "layout"):
             if len({getattr(p, name) is None for p in parts}) > 1:
                 raise ValueError(f"cannot concatenate conditionings with and without {name}")
-        pooled = None if self.pooled is None else torch.cat([p.pooled for p in parts])
-        ids = None if self.add_time_ids is None else torch.cat([p.add_time_ids for p in parts])
-        return TextConditioning(torch.cat([p.tokens for p in parts]), pooled, ids)
+
+        def join(name: str) -> Tensor | None:
+            return None if getattr(self, name) is None else torch.cat([getattr(p, name) for p in parts])
+
+        return TextConditioning(join("tokens"), join("pooled"), join("add_time_ids"), join("layout"))
 
     def broadcast_to(self, n: int) -> TextConditioning:
         """This batch if it has ``n`` rows, one prompt repeated ``n`` times if it has one; an error otherwise."""
@@ -103,15 +113,11 @@ class TextConditioning:
         raise ValueError(f"a conditioning batch of {self.batch_size} does not match a batch of {n}")
 
     def zeros_like(self) -> TextConditioning:
-        """Zero tokens and pooled, same size ids: SDXL's null prompt when ``force_zeros_for_empty_prompt`` is set."""
-        pooled = None if self.pooled is None else torch.zeros_like(self.pooled)
-        return TextConditioning(torch.zeros_like(self.tokens), pooled, self.add_time_ids)
+        """Zero tokens, pooled and layout, same size ids: SDXL's null prompt when ``force_zeros_for_empty_prompt`` is set."""
+        return self._map(torch.zeros_like, ids=False)
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TextConditioning:
-        def move(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.to(device=device, dtype=dtype)
-
-        return TextConditioning(move(self.tokens), move(self.pooled), move(self.add_time_ids))
+        return self._map(lambda t: t.to(device=device, dtype=dtype))
 
 
 class Denoiser(nn.Module):
@@ -204,7 +210,9 @@ class UNetDenoiser(Denoiser):
         t = self.timesteps(t, x)  # (B,)
         cond = cond.broadcast_to(b)
         dtype = self.unet.dtype
-        inp = x if concat is None else torch.cat([x, concat.to(x)], dim=1)  # (B, C + C', h, w)
+        # extra input channels after the latent: the method's (mask, masked latents), then the caption's layout map
+        extra = [c.to(x) for c in (concat, cond.layout) if c is not None]
+        inp = torch.cat([x, *extra], dim=1) if extra else x  # (B, C + C' + M, h, w)
         added = None
         if self.text_time:
             if cond.pooled is None or cond.add_time_ids is None:
@@ -234,8 +242,8 @@ class Backbone:
     zero_null_text: bool = False  # SDXL's force_zeros_for_empty_prompt: the null prompt is all zeros
     default_guidance: float = 1.0  # classifier-free guidance scale the checkpoint is meant for (1: none, as Turbo)
     path: Path | None = None
-    # the Shapes models' slot adapter (models/slots.py): appends place vectors to the text states
-    text_adapter: Any = field(default=None, repr=False)
+    # the Shapes models' caption reader (models/caption_reader.py): the caption's layout map (models/layout.py)
+    caption_reader: Any = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -270,9 +278,15 @@ class Backbone:
                 # padding positions are zero vectors (zero keys and values: they add nothing to the
                 # attended value but share the softmax weight, so prompts always pad to the same length)
                 tokens = enc(ids, attention_mask=mask)[0] * mask[..., None].to(enc.dtype)  # (B, L, D)
-                from .slots import with_adapter
+                layout = None
+                if self.caption_reader is not None:
+                    from .layout import paint_layout
 
-                return TextConditioning(with_adapter(self.text_adapter, tokens))  # (B, L [+ K], D)
+                    h, w = _hw(size if size is not None else self.default_size)
+                    f = self.vae_factor
+                    reading = self.caption_reader(tokens.float(), mask)  # LayoutReading: (B, 4, 29), (B, 12)
+                    layout = paint_layout(reading, h // f, w // f).to(tokens.dtype)  # (B, M, h/f, w/f)
+                return TextConditioning(tokens, layout=layout)  # (B, L, D), (B, M, h, w) or None
             use_mask = getattr(enc.config, "use_attention_mask", False)
             tokens = enc(ids, attention_mask=mask if use_mask else None)[0]  # (B, L, D)
             return TextConditioning(tokens)
@@ -299,6 +313,9 @@ class Backbone:
         null = self.encode_text([""], size=size)
         if self.zero_null_text:
             null = null.zeros_like()
+        if null.layout is not None:
+            # classifier-free guidance drops the layout map with the caption: the null map is all zeros
+            null.layout = torch.zeros_like(null.layout)
         return null.repeat(n)
 
     @torch.no_grad()
@@ -441,7 +458,7 @@ def component_folder(folder: Path, name: str) -> Path:
 
     A component folder that holds ``retouch_link.json`` (``{"folder": RELATIVE_PATH}``) instead of
     weights is the folder it names, relative to itself: the Shapes student shares its teacher's
-    autoencoder and slot adapter (same weights) rather than shipping a second copy.
+    autoencoder (same weights) rather than shipping a second copy.
     """
     sub = Path(folder) / name
     ref = sub / LINK_REF
@@ -536,15 +553,17 @@ def _load_unet_backbone(kind: str, encoder_names: tuple[str, ...], folder: Path,
         tokenizers.append(_component(folder, index, tok_name))
     unet.to(device).eval()
     vae.to(device).eval()
-    adapter = None
-    if index.get("text_adapter"):
-        from .slots import SlotAdapter
+    reader = None
+    if index.get("caption_reader"):
+        from .caption_reader import CaptionReader
+        from .layout import check_layout_config
 
-        if list(index["text_adapter"]) != ["retouch", "SlotAdapter"]:
+        if list(index["caption_reader"]) != ["retouch", "CaptionReader"]:
             raise ValueError(
-                f"{folder / 'model_index.json'}: unknown text_adapter {index['text_adapter']!r} (expected ['retouch', 'SlotAdapter'])"
+                f"{folder / 'model_index.json'}: unknown caption_reader {index['caption_reader']!r} (expected ['retouch', 'CaptionReader'])"
             )
-        adapter = SlotAdapter.from_pretrained(component_folder(folder, "text_adapter"), torch_dtype=dtype).to(device).eval()
+        check_layout_config(folder / "layout")
+        reader = CaptionReader.from_pretrained(component_folder(folder, "caption_reader")).to(device).eval()
     cfg = scheduler.config
     denoiser = UNetDenoiser(unet, cfg.get("prediction_type", "epsilon"), scheduler.alphas_cumprod)
     shift = getattr(vae.config, "shift_factor", None)
@@ -565,7 +584,7 @@ def _load_unet_backbone(kind: str, encoder_names: tuple[str, ...], folder: Path,
         default_size=int(unet.config.sample_size) * autoencoder_factor(vae),
         zero_null_text=bool(index.get("force_zeros_for_empty_prompt", False)),
         path=folder,
-        text_adapter=adapter,
+        caption_reader=reader,
     )
 
 

@@ -55,17 +55,20 @@ class InversionNet(nn.Module):
 
         self.config = config
         unet = copy.deepcopy(unet).float()
-        c = int(unet.config.in_channels)
-        self.channels = c
+        # the generator's input is the latent (C) and, for a layout-map model, the map (M channels after it)
+        m = int(config.extra.get("layout_channels", 0))
+        c = int(unet.config.in_channels) - m
+        self.channels, self.layout_channels = c, m
         old_in, old_out = unet.conv_in, unet.conv_out
-        conv_in = nn.Conv2d(2 * c, old_in.out_channels, old_in.kernel_size, padding=old_in.padding)
+        conv_in = nn.Conv2d(2 * c + m, old_in.out_channels, old_in.kernel_size, padding=old_in.padding)
         conv_out = nn.Conv2d(old_out.in_channels, 2 * c, old_out.kernel_size, padding=old_out.padding)
         with torch.no_grad():
             # the input image takes the generator's "noisy latent" weights, the previous reconstruction
             # starts at zero; the mean head starts as the generator's output head, the log-variance
             # head as a constant (so step 0 of training is the generator applied to the clean latents)
             conv_in.weight.zero_()
-            conv_in.weight[:, :c] = old_in.weight.float()
+            conv_in.weight[:, :c] = old_in.weight.float()[:, :c]
+            conv_in.weight[:, 2 * c :] = old_in.weight.float()[:, c:]  # the layout map keeps the generator's weights
             conv_in.bias.copy_(old_in.bias.float())
             conv_out.weight.zero_()
             conv_out.bias.zero_()
@@ -89,7 +92,11 @@ class InversionNet(nn.Module):
         if t.ndim == 0:
             t = t.expand(b)
         cond = cond.broadcast_to(b)
-        inp = torch.cat([x0, prev], dim=1).float()  # (B, 2C, h, w)
+        given = 0 if cond.layout is None else cond.layout.shape[1]
+        if given != self.layout_channels:
+            raise ValueError(f"this inversion network reads a layout map of {self.layout_channels} channels; the conditioning has {given}")
+        parts = [x0, prev] + ([cond.layout.to(x0)] if cond.layout is not None else [])
+        inp = torch.cat(parts, dim=1).float()  # (B, 2C [+ M], h, w)
         added = None
         if getattr(self.unet.config, "addition_embed_type", None) == "text_time":
             # SDXL: the pooled text embedding and the size ids join the time embedding, as in the generator
@@ -148,8 +155,9 @@ def load_inversion(folder: str | Path, unet: nn.Module, device: torch.device | s
         cfg = InversionConfig(**raw)
     except (ValueError, TypeError) as e:  # JSONDecodeError is a ValueError; unknown keys a TypeError
         raise ValueError(f"{folder / CONFIG} is not an inversion network config ({e})") from e
-    if channels is not None and channels != int(unet.config.in_channels):
-        raise ValueError(f"{folder} inverts a generator with {channels} latent channels, this one has {unet.config.in_channels}")
+    latent_in = int(unet.config.in_channels) - int(cfg.extra.get("layout_channels", 0))
+    if channels is not None and channels != latent_in:
+        raise ValueError(f"{folder} inverts a generator with {channels} latent channels, this one has {latent_in}")
     net = InversionNet(unet, cfg)
     load_inversion_weights(net, folder)
     return net.to(device).eval()

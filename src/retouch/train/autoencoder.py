@@ -56,6 +56,12 @@ class AutoencoderTrainConfig:
     # denoiser trained on them) stay valid bit for bit while reconstructions sharpen
     decoder_steps: int = 0
     decoder_lr: float = 3e-4
+    # phase 2 starts from this autoencoder folder's weights instead of phase 1 (a decoder-only fine-tune of a shipped AE)
+    init: str = ""
+    # scale equivariance (Skorokhodov et al. 2025, "Improving the Diffusability of Autoencoders", eq. 3): the decoder
+    # of a 2x (and 4x) average-pooled latent should give the equally pooled image, so that the coarse, smooth latents a
+    # diffusion model produces first decode to coarse images rather than to speckle; weight of that term
+    equivariance: float = 0.0
     ckpt_every: int = 100
     eval_n: int = 500
     eval_seed: int = 7777
@@ -173,6 +179,11 @@ def _fit(ae, params, opt, sched, pool: torch.Tensor, cfg: AutoencoderTrainConfig
             z = z + cfg.latent_noise * torch.randn(z.shape, generator=g).to(z.device)
         y = ae.decode(z).sample  # (B, 3, crop, crop)
         loss = cfg.l1_weight * F.l1_loss(y, x) + cfg.mse_weight * F.mse_loss(y, x)
+        if cfg.equivariance:
+            for k in (2, 4):
+                y_k = ae.decode(F.avg_pool2d(z, k)).sample  # (B, 3, crop/k, crop/k)
+                x_k = F.avg_pool2d(x, k)
+                loss = loss + cfg.equivariance * (cfg.l1_weight * F.l1_loss(y_k, x_k) + cfg.mse_weight * F.mse_loss(y_k, x_k)) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -195,7 +206,14 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
     pool = render_pool(cfg.seed, cfg.pool)  # (N, H, W, 3) uint8
     mean = std = None
     dev = pick_device(cfg.device)
-    if not dec_ckpt.is_file():  # phase 1 (joint) unless phase 2 has begun
+    if cfg.init and not dec_ckpt.is_file():
+        if not cfg.decoder_steps:
+            raise ValueError("init fine-tunes a given autoencoder's decoder: set decoder_steps > 0")
+        from ..models.backbone import resolve_folder
+
+        with atomic_folder(out) as tmp:
+            _autoencoder_class().from_pretrained(resolve_folder(cfg.init), torch_dtype=torch.float16).save_pretrained(tmp)
+    elif not dec_ckpt.is_file():  # phase 1 (joint) unless phase 2 has begun
         ae = build_autoencoder(cfg).to(dev)
         opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=0.0)
         sched = warmup_cosine(opt, cfg.warmup, cfg.steps)

@@ -34,11 +34,10 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_write
-from ..models.slots import with_adapter
 from ..sampling import timesteps_for
 from . import register_task
 from .loop import pick_device, resume, save_checkpoint, start_run
-from .t2i import ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache
+from .t2i import ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache, training_captions
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +60,23 @@ class DistillConfig:
     ckpt_every: int = 50
     threads: int = 2
     device: str = "auto"  # CUDA when present
-    # the student's vae/ and text_adapter/ point to the teacher's (retouch_link.json) instead of copying them;
+    # the student's vae/ points to the teacher's (retouch_link.json) instead of copying them;
     # only for a teacher that ships beside the student (both under models/)
     share_teacher: bool = False
 
 
+def layout_maps(scenes: list | None, idx: np.ndarray, size: int, device: torch.device) -> torch.Tensor | None:
+    """The layout maps (B, M, size, size) of training scenes ``idx`` (None for a teacher without a layout map)."""
+    if scenes is None:
+        return None
+    from ..models.layout import paint_layout, reading_of_scenes
+
+    return paint_layout(reading_of_scenes([scenes[i] for i in idx]), size, size).to(device)
+
+
 @torch.no_grad()
-def teacher_pairs(cfg: DistillConfig, texts: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(noise, teacher sample) latent pairs for the first ``n_pairs`` cached captions."""
+def teacher_pairs(cfg: DistillConfig, texts: np.ndarray, null: np.ndarray, scenes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(noise, teacher sample) latent pairs for the first ``n_pairs`` cached captions (with ``scenes``: their layout maps)."""
     from ..models.backbone import TextConditioning, load_backbone
     from ..sampling import sample_ddim
 
@@ -80,12 +88,15 @@ def teacher_pairs(cfg: DistillConfig, texts: np.ndarray, null: np.ndarray) -> tu
     noise = torch.randn((cfg.n_pairs, c, s, s), generator=g)  # (N, C, h, w)
     out = np.zeros((cfg.n_pairs, c, s, s), dtype=np.float32)
     ts = timesteps_for(cfg.teacher_steps, den.num_train_timesteps)
-    uncond = TextConditioning(with_adapter(teacher.text_adapter, torch.from_numpy(null.astype(np.float32))[None].to(dev)))
+    uncond = TextConditioning(torch.from_numpy(null.astype(np.float32))[None].to(dev))
     for i in tqdm(range(0, cfg.n_pairs, cfg.gen_batch), desc="teacher samples", mininterval=10):
         tokens = torch.from_numpy(texts[i : i + cfg.gen_batch].astype(np.float32)).to(dev)  # (b, L, 384)
-        cond = TextConditioning(with_adapter(teacher.text_adapter, tokens))
         x = noise[i : i + cfg.gen_batch].to(dev)
-        out[i : i + len(x)] = sample_ddim(den, x, ts, cond, guidance=cfg.guidance, uncond=uncond.repeat(len(x))).cpu().numpy()
+        layout = layout_maps(scenes, np.arange(i, i + len(x)), s, dev)  # (b, M, h, w) or None
+        cond = TextConditioning(tokens, layout=layout)
+        null_b = uncond.repeat(len(x))
+        null_b.layout = None if layout is None else torch.zeros_like(layout)  # the map drops with the caption
+        out[i : i + len(x)] = sample_ddim(den, x, ts, cond, guidance=cfg.guidance, uncond=null_b).cpu().numpy()
     return noise.numpy(), out
 
 
@@ -109,6 +120,8 @@ def train_distill(cfg: DistillConfig) -> dict:
     out = start_run(cfg)
     tcfg = load_t2i_recipe(cfg.teacher_recipe)
     texts, null = text_cache(tcfg)  # the teacher's training captions; no latents needed here
+    # a layout-map teacher (and so its student) reads each training scene's map beside the latent
+    scenes = training_captions(tcfg)[0] if (Path(cfg.teacher) / "layout").is_dir() else None
     # the pairs belong to one teacher: its weights' size and time stamp are part of the key
     w = Path(cfg.teacher) / "unet" / "diffusion_pytorch_model.safetensors"
     if not w.is_file():
@@ -120,18 +133,10 @@ def train_distill(cfg: DistillConfig) -> dict:
         z = np.load(pairs_path)
         noise, x0s = z["noise"], z["x0"]
     else:
-        noise, x0s = teacher_pairs(cfg, texts, null)
+        noise, x0s = teacher_pairs(cfg, texts, null, scenes)
         with atomic_write(pairs_path, "wb") as f:
             np.savez(f, noise=noise, x0=x0s)
     dev = pick_device(cfg.device)
-    # the student shares the teacher's slot adapter (if it has one), frozen
-    adapter = None
-    if (Path(cfg.teacher) / "text_adapter").is_dir():
-        from ..models.backbone import component_folder
-        from ..models.slots import SlotAdapter
-
-        folder = component_folder(Path(cfg.teacher), "text_adapter")
-        adapter = SlotAdapter.from_pretrained(folder, torch_dtype=torch.float32).to(dev).eval()
     student = UNet2DConditionModel.from_pretrained(Path(cfg.teacher) / "unet", torch_dtype=torch.float32).to(dev)
     ema = copy.deepcopy(student).eval().requires_grad_(False)
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -154,9 +159,11 @@ def train_distill(cfg: DistillConfig) -> dict:
         pts = torch.stack(waypoints(z, x0, alphas))  # (K, B, C, h, w)
         x = pts[k.to(dev), torch.arange(cfg.batch_size, device=dev)]  # (B, C, h, w)
         t = torch.tensor(ts)[k].to(dev)
-        tokens = with_adapter(adapter, torch.from_numpy(texts[idx.numpy()].astype(np.float32)).to(dev))  # (B, L [+ K], 384)
+        tokens = torch.from_numpy(texts[idx.numpy()].astype(np.float32)).to(dev)  # (B, L, 384)
+        layout = layout_maps(scenes, idx.numpy(), x.shape[-1], dev)
+        inp = x if layout is None else torch.cat([x, layout], dim=1)  # (B, C [+ M], h, w)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            pred = student(x, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
+            pred = student(inp, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
         x0_hat, _ = param.to_x0_eps(x, t, pred)  # any parametrization -> x0
         loss = torch.nn.functional.mse_loss(x0_hat, x0)
         opt.zero_grad(set_to_none=True)
@@ -175,5 +182,9 @@ def train_distill(cfg: DistillConfig) -> dict:
     from ..models.backbone import component_folder
 
     vae = component_folder(Path(cfg.teacher), "vae")
-    save_pipeline(out, ema, vae, scheduler, tcfg.max_length, extra, adapter=adapter, share_with=cfg.teacher if cfg.share_teacher else None)
+    reader = component_folder(Path(cfg.teacher), "caption_reader") if scenes is not None else None
+    save_pipeline(
+        out, ema, vae, scheduler, tcfg.max_length, extra, share_with=cfg.teacher if cfg.share_teacher else None,
+        caption_reader=reader,
+    )
     return {"steps": step, "loss": float(loss.item())}

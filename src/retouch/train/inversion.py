@@ -66,7 +66,6 @@ def _load_generator(path: str, dev: torch.device):
 def train_inversion(cfg: InversionTrainConfig) -> dict:
     from ..models.backbone import TextConditioning
     from ..models.inversion import InversionConfig, InversionNet, save_inversion
-    from ..models.slots import with_adapter
     from ..sampling import timesteps_for, turbo_step
     from .t2i import latent_cache, load_t2i_recipe, text_cache, training_captions
 
@@ -86,7 +85,14 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
         raise ValueError(f"no training scenes: the cache of {cfg.teacher_recipe} holds no detailed captions (p_detailed = 0?)")
     logger.info("training the inversion network on %d cached scenes", len(ids))
     gen, den = _load_generator(cfg.generator, dev)
-    net = InversionNet(den.unet, InversionConfig(rank=cfg.rank, alpha=float(cfg.rank), generator=str(cfg.generator))).to(dev)
+    layout_ch = 0
+    if gen.caption_reader is not None:
+        from ..models.layout import LAYOUT_CHANNELS
+
+        layout_ch = LAYOUT_CHANNELS
+    icfg = InversionConfig(rank=cfg.rank, alpha=float(cfg.rank), generator=str(cfg.generator), extra={"layout_channels": layout_ch})
+    net = InversionNet(den.unet, icfg).to(dev)
+    scenes = training_captions(tcfg)[0] if layout_ch else None
     if cfg.init:
         from ..models.inversion import load_inversion_weights
 
@@ -108,7 +114,12 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
         idx = np.sort(ids[torch.randint(0, len(ids), (cfg.batch_size,), generator=g).numpy()])
         x0 = torch.from_numpy(latents[idx].astype(np.float32)).to(dev)  # (B, C, h, w)
         tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
-        cond = TextConditioning(with_adapter(gen.text_adapter, tokens))  # (B, L [+ K], 384)
+        layout = None
+        if scenes is not None:
+            from ..models.layout import paint_layout, reading_of_scenes
+
+            layout = paint_layout(reading_of_scenes([scenes[i] for i in idx]), x0.shape[2], x0.shape[3]).to(dev)  # (B, M, h, w)
+        cond = TextConditioning(tokens, layout=layout)  # tokens (B, L, 384)
         prev = torch.zeros_like(x0)
         opt.zero_grad(set_to_none=True)
         mses, kls = [], []

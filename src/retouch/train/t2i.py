@@ -31,7 +31,7 @@ from ..atomic import atomic_folder, atomic_path, atomic_write, write_json, write
 from ..models.attention import AttentionStore, capture_cross_attention
 from ..world.captions import detailed_caption_spans, short_caption, varied_caption_spans
 from ..world.render import DEFAULT_SIZE, render
-from ..world.scene import N_SLOTS, random_scene
+from ..world.scene import random_scene
 from . import register_task
 from .grounding import GroundingLoss, footprints, token_slots
 from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
@@ -74,10 +74,10 @@ class T2ITrainConfig:
     grounding_pixel: float = 1.0  # weight of its pixel term (an object's footprint reads its own phrase)
     grounding_floor: float = 0.7  # the share of attention that term asks for
     object_weight: float = 0.0  # the denoising loss weighs latent cells by 1 + object_weight * (object footprint share)
-    slot_tokens: int = 0  # > 0: a slot adapter (models/slots.py) appends this many place vectors to the text states
-    slot_layers: int = 1
-    slot_parse: float = 0.0  # weight of the adapter's auxiliary parse loss (train/slot_parse.py)
-    slot_lr_scale: float = 1.0  # the adapter's learning rate relative to ``lr``
+    bf16_cpu: bool = False  # bfloat16 autocast on the CPU too (CUDA always uses it); measured in docs/backbone.md
+    caption_reader: str = "models/caption-reader"  # with ``layout``: the reader the saved pipeline paints its map with
+    layout: bool = False  # the UNet reads the scene's layout map (models/layout.py) as extra input channels
+    snapshot_every: int = 0  # > 0: also keep the EMA UNet every this many steps (runs/.../snapshots/, for learning curves)
 
 
 def text_encoder_and_tokenizer(max_length: int = 128) -> tuple[Any, Any]:
@@ -237,13 +237,16 @@ def latent_cache(cfg: T2ITrainConfig) -> np.ndarray:
 def build_unet(cfg: T2ITrainConfig, latent_channels: int, sample_size: int, cross_dim: int) -> Any:
     from diffusers import UNet2DConditionModel
 
+    from ..models.layout import LAYOUT_CHANNELS
+
     n = len(cfg.channels)
     # cross-attention at every level but the coarsest, where a UNet has only a 4 x 4 map left
     down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
     up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
     return UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=latent_channels,
+        # the layout map enters beside the noisy latent (SD-inpainting's and InstructPix2Pix's way of adding inputs)
+        in_channels=latent_channels + (LAYOUT_CHANNELS if cfg.layout else 0),
         out_channels=latent_channels,
         down_block_types=down,
         up_block_types=up,
@@ -279,14 +282,15 @@ def save_pipeline(
     scheduler: Any,
     max_length: int,
     extra: dict | None = None,
-    adapter: Any = None,
     share_with: str | Path | None = None,
+    caption_reader: str | Path | None = None,
 ) -> None:
     """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, and
-    text-encoder and tokenizer folders that point into the MiniLM package; ``adapter`` (a ``SlotAdapter``)
-    goes to ``text_adapter/``. With ``share_with`` (a pipeline folder whose autoencoder and adapter are
-    these same weights, as a distilled student's teacher), ``vae/`` and ``text_adapter/`` hold a
-    ``retouch_link.json`` pointing there instead of a second copy (``models.backbone.component_folder``)."""
+    text-encoder and tokenizer folders that point into the MiniLM package. With ``share_with`` (a pipeline
+    folder whose autoencoder is these same weights, as a distilled student's teacher), ``vae/`` holds a
+    ``retouch_link.json`` pointing there instead of a second copy (``models.backbone.component_folder``).
+    ``caption_reader`` (a ``CaptionReader`` folder) marks a layout-map UNet: ``layout/config.json`` records the
+    map's channels and ``caption_reader/`` links to the reader that paints it."""
     import os
 
     import diffusers
@@ -319,12 +323,18 @@ def save_pipeline(
                 shutil.copy2(source / name, tmp)
     with atomic_folder(out / "scheduler") as tmp:
         scheduler.save_pretrained(tmp)
-    shutil.rmtree(out / "text_adapter", ignore_errors=True)
-    if adapter is not None and share_with is not None:
-        link("text_adapter")
-    elif adapter is not None:
-        with atomic_folder(out / "text_adapter") as tmp:
-            copy.deepcopy(adapter).to(torch.float16).save_pretrained(tmp)
+    shutil.rmtree(out / "caption_reader", ignore_errors=True)
+    shutil.rmtree(out / "layout", ignore_errors=True)
+    if caption_reader is not None:
+        # a layout-map UNet: the map's channel layout, and the caption reader that paints it (a link, not a copy)
+        from ..models.layout import layout_config
+
+        (out / "layout").mkdir()
+        (out / "layout" / "config.json").write_text(json.dumps(layout_config(), indent=2) + "\n")
+        target = resolve_folder(caption_reader).resolve()
+        (out / "caption_reader").mkdir()
+        rel = os.path.relpath(target, (out / "caption_reader").resolve())
+        (out / "caption_reader" / LINK_REF).write_text(json.dumps({"folder": rel}) + "\n")
     tok = AutoTokenizer.from_pretrained(_package_folder(), model_max_length=max_length)
     # the tokenizer, like the text encoder, is read from the package (with the padded length fixed here)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
@@ -344,7 +354,9 @@ def save_pipeline(
         "tokenizer": ["transformers", type(tok).__name__],
         "unet": ["diffusers", type(unet).__name__],
         "vae": ["diffusers", "AutoencoderDC"],
-    } | ({"text_adapter": ["retouch", "SlotAdapter"]} if adapter is not None else {}) | (extra or {})
+    } | (
+        {"caption_reader": ["retouch", "CaptionReader"]} if caption_reader is not None else {}
+    ) | (extra or {})
     write_json(out / "model_index.json", index)
 
 
@@ -362,19 +374,23 @@ def diffusion_loss(
     gamma: float,
     g: torch.Generator,
     pixel_weight: torch.Tensor | None = None,
+    layout: torch.Tensor | None = None,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """Denoising loss at uniform timesteps with Min-SNR-gamma weights (Hang et al. 2023, eq. 8 and its v form),
     or, with ``gamma <= 0`` and v-prediction, the unweighted v-MSE.
 
-    ``pixel_weight`` (B, 1, h, w), if given, weights the squared error per latent cell."""
+    ``pixel_weight`` (B, 1, h, w), if given, weights the squared error per latent cell; ``layout``
+    (B, M, h, w), if given, is concatenated to the noisy latent as the UNet's extra input channels."""
     b = x0.shape[0]
     # drawn on the CPU generator, so a seed gives the same run on any device
     t = torch.randint(0, alphas.shape[0], (b,), generator=g).to(x0.device)
     a = alphas.to(x0.device)[t].view(b, 1, 1, 1)  # (B, 1, 1, 1)
     eps = torch.randn(x0.shape, generator=g).to(x0.device)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * eps  # (B, C, h, w), DDPM eq. 4
-    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=x0.device.type == "cuda"):
-        pred = unet(xt, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=x0.device.type == "cuda" or bf16):
+        inp = xt if layout is None else torch.cat([xt, layout], dim=1)  # (B, C [+ M], h, w)
+        pred = unet(inp, t, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
     snr = (a / (1 - a)).view(b)
     if prediction_type == "v_prediction" and gamma <= 0:
         # plain v-MSE: "SNR+1" weighting of the x0 error (Salimans & Ho 2022, sec. 4). Min-SNR gives the
@@ -414,44 +430,23 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
 
         logger.info("%s is missing: training it first with %s", cfg.init, cfg.init_recipe)
         run_recipe(cfg.init_recipe)
-    if cfg.slot_tokens not in (0, N_SLOTS):
-        raise ValueError(f"slot_tokens must be 0 (no adapter) or {N_SLOTS} (one per place of the world's grid), got {cfg.slot_tokens}")
-    init_adapter = None
     if cfg.init:
         from diffusers import UNet2DConditionModel
 
-        from ..models.backbone import component_folder
-
-        unet.load_state_dict(UNet2DConditionModel.from_pretrained(Path(cfg.init) / "unet", torch_dtype=torch.float32).state_dict())
+        state = UNet2DConditionModel.from_pretrained(Path(cfg.init) / "unet", torch_dtype=torch.float32).state_dict()
+        w_in = unet.conv_in.weight
+        if state["conv_in.weight"].shape[1] < w_in.shape[1]:
+            # a teacher without the layout map's channels: its input weights on the latent, zeros on the map,
+            # so training starts from exactly the old model (SD-inpainting and InstructPix2Pix grow conv_in this way)
+            grown = torch.zeros_like(w_in)
+            grown[:, : state["conv_in.weight"].shape[1]] = state["conv_in.weight"]
+            state["conv_in.weight"] = grown
+        unet.load_state_dict(state)
         logger.info("initialised the UNet from %s", cfg.init)
-        if (Path(cfg.init) / "text_adapter").is_dir():
-            if cfg.slot_tokens == 0:
-                raise ValueError(f"init {cfg.init} has a slot adapter its UNet was trained with: set slot_tokens: {N_SLOTS} to continue it")
-            init_adapter = component_folder(Path(cfg.init), "text_adapter")
     unet.to(dev)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     params = [{"params": list(unet.parameters())}]
     extras: dict[str, torch.nn.Module] = {"ema": ema}
-    adapter = ema_adapter = parse = None
-    if cfg.slot_tokens > 0:
-        from ..models.slots import SlotAdapter
-        from .slot_parse import SlotParseLoss, slot_labels
-
-        if init_adapter is not None:
-            adapter = SlotAdapter.from_pretrained(init_adapter, torch_dtype=torch.float32)
-            logger.info("initialised the slot adapter from %s", init_adapter)
-        else:
-            # slot vectors start at the size of the encoder's own states (their std over real tokens, all features together)
-            sample = np.asarray(texts[: min(n, 64)], dtype=np.float32)
-            real = sample[np.abs(sample).sum(-1) > 0]
-            adapter = SlotAdapter(
-                dim=texts.shape[-1], n_slots=cfg.slot_tokens, heads=cfg.heads, layers=cfg.slot_layers, out_scale=float(real.std())
-            )
-        adapter.to(dev)
-        parse = SlotParseLoss(texts.shape[-1]).to(dev)
-        ema_adapter = copy.deepcopy(adapter).eval().requires_grad_(False)
-        params.append({"params": list(adapter.parameters()) + list(parse.parameters()), "lr": cfg.lr * cfg.slot_lr_scale})
-        extras |= {"adapter": adapter, "ema_adapter": ema_adapter, "parse": parse}
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     ckpt = out / "checkpoint.pt"
@@ -460,7 +455,7 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     alphas = scheduler.alphas_cumprod.float()
     g = torch.Generator().manual_seed(cfg.seed + step)
     null_t = torch.from_numpy(null.astype(np.float32)).to(dev)
-    need_scenes = cfg.grounding > 0 or cfg.object_weight > 0 or cfg.slot_tokens > 0
+    need_scenes = cfg.grounding > 0 or cfg.object_weight > 0 or cfg.layout
     if need_scenes:
         scenes, slots_np = grounding_data(cfg)
         ground = GroundingLoss(skip=tuple(cfg.grounding_skip), pixel=cfg.grounding_pixel, floor=cfg.grounding_floor)
@@ -473,7 +468,7 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
         drop = (torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond).to(dev)
         tokens[drop] = null_t
-        pixel_weight, loss_g, loss_p = None, torch.zeros(()), torch.zeros(())
+        pixel_weight, loss_g = None, torch.zeros(())
         if need_scenes:
             batch_scenes = [scenes[i] for i in idx]
             regions = footprints(batch_scenes, DEFAULT_SIZE, h).to(dev)  # (B, 4, h, w)
@@ -482,45 +477,36 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
                 pixel_weight = 1 + cfg.object_weight * regions.sum(1, keepdim=True).clamp(max=1)  # (B, 1, h, w)
             slots = torch.from_numpy(slots_np[idx].astype(np.int64)).to(dev)  # (B, L)
             slots[drop] = -1
-            positioned = (slots >= 0).any(1)  # (B,) captions that name where each object stands
-        context = tokens
-        if adapter is not None:
-            slot_vecs = adapter.slots(tokens)  # (B, K, 384)
-            context = torch.cat([tokens, slot_vecs], dim=1)  # (B, L + K, 384)
-            labels = slot_labels(batch_scenes).to(dev)  # (B, 4, F)
-            if cfg.slot_parse > 0:
-                loss_p = parse(slot_vecs, labels, positioned)
-            # slot token k is grounded like a phrase of the object in place k, where there is one
-            occupied = labels[..., 0] == 1  # (B, 4)
-            slot_ids = torch.arange(cfg.slot_tokens, device=dev).expand(len(idx), -1)  # (B, K)
-            slot_ids = torch.where(occupied & positioned[:, None], slot_ids, -1)
-            slots = torch.cat([slots, slot_ids], dim=1)  # (B, L + K)
+        layout, bf16 = None, cfg.bf16_cpu
+        if cfg.layout:
+            from ..models.layout import paint_layout, reading_of_scenes
+
+            layout = paint_layout(reading_of_scenes(batch_scenes), h, h).to(dev)  # (B, M, h, w)
+            # classifier-free guidance drops the map with the caption (the null map is all zeros)
+            layout[drop] = 0
         if cfg.grounding > 0:
             with capture_cross_attention(unet, AttentionStore(keep_grad=True)) as store:
-                loss_d = diffusion_loss(unet, x0, context, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight)
+                loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight, layout, bf16)
             loss_g = ground(store, slots, regions)
         else:
-            loss_d = diffusion_loss(unet, x0, context, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight)
-        loss = loss_d + cfg.grounding * loss_g + cfg.slot_parse * loss_p
+            loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight, layout, bf16)
+        loss = loss_d + cfg.grounding * loss_g
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], 1.0)
         opt.step()
         sched.step()
         step += 1
-        decay = min(cfg.ema, (1 + step) / (10 + step))
-        ema_update(ema, unet, decay)
-        if adapter is not None:
-            ema_update(ema_adapter, adapter, decay)
+        ema_update(ema, unet, min(cfg.ema, (1 + step) / (10 + step)))
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_d.item():.4f}", ground=f"{loss_g.item():.3f}", parse=f"{loss_p.item():.3f}")
+        bar.set_postfix(loss=f"{loss_d.item():.4f}", ground=f"{loss_g.item():.3f}")
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+            # the EMA UNet alone, fp16: a learning curve scores these against images seen (benchmarks/learning_curve.py)
+            with atomic_folder(out / "snapshots" / f"step-{step:06d}") as tmp:
+                copy.deepcopy(ema).to(torch.float16).save_pretrained(tmp)
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save_checkpoint(ckpt, step, unet, opt, sched, **extras)
-            acc = parse.accuracy(slot_vecs, labels, positioned) if adapter is not None and positioned.any() else {}
-            logger.info(
-                "step %d loss %.4f grounding %.4f parse %.4f %s (%.1fs)", step, loss_d.item(), loss_g.item(), loss_p.item(),
-                " ".join(f"{k}={v:.2f}" for k, v in acc.items()), time.time() - t0,
-            )
+            logger.info("step %d loss %.4f grounding %.4f (%.1fs)", step, loss_d.item(), loss_g.item(), time.time() - t0)
     bar.close()
     save_pipeline(
         out,
@@ -529,6 +515,6 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         scheduler,
         cfg.max_length,
         {"retouch_guidance": cfg.guidance, "retouch_default_steps": cfg.default_steps},
-        adapter=ema_adapter,
+        caption_reader=cfg.caption_reader if cfg.layout else None,
     )
     return {"steps": step, "loss": float(loss.item())}
