@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from . import atomic
 from .images import DECODE_ERRORS, to_mask, to_rgb8, upright
 from .methods import EditRequest, EditResult, Method, Progress, get_method
 from .schema import EditRecord, png_text_chunks
@@ -268,19 +269,11 @@ def save_image(image: np.ndarray, path: str | Path, record: EditRecord | None = 
     """Write atomically: a temporary file renamed into place, so a failure never leaves half an image.
     A PNG gets ``record`` in its text chunks (``retouch.schema.png_text_chunks``)."""
     p = Path(path)
-    if p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+    if p.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"{p}: output must be .png, .jpg or .webp")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.stem + ".tmp" + p.suffix)
-    try:
-        if p.suffix.lower() == ".png":
-            tmp.write_bytes(encode_png(image, record))
-        else:
-            Image.fromarray(image).save(tmp)
-        tmp.replace(p)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return p
+    if p.suffix.lower() == ".png":
+        return atomic.write_bytes(p, encode_png(image, record))  # retouch.atomic: a temporary file, synced, renamed
+    return atomic.save_image(image, p)
 
 
 def encode_png(image: np.ndarray, record: Any = None) -> bytes:
