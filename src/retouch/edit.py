@@ -55,15 +55,19 @@ def _open(source: ImageSource, what: str, max_pixels: int | None = None, name: s
         name = name or f"the {what}"
         p = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        with Image.open(p) as im:
-            if max_pixels is not None and im.width * im.height > max_pixels:
-                raise ValueError(f"{name} is {im.width}x{im.height} = {im.width * im.height} pixels; at most {max_pixels} are accepted")
-            if max(im.size) > MAX_SIDE or min(im.size) < 1:  # from the header, before a huge image is decoded
-                raise ValueError(f"{name} is {im.width}x{im.height}; sides must lie in [{MIN_SIDE}, {MAX_SIDE}] pixels")
-            im.load()
-            return im, name
+        im = Image.open(p)
     except DECODE_ERRORS as e:
         raise ValueError(f"{name} is not a readable image ({type(e).__name__}: {e})") from e
+    with im:
+        if max_pixels is not None and im.width * im.height > max_pixels:
+            raise ValueError(f"{name} is {im.width}x{im.height} = {im.width * im.height} pixels; at most {max_pixels} are accepted")
+        if max(im.size) > MAX_SIDE or min(im.size) < 1:  # from the header, before a huge image is decoded
+            raise ValueError(f"{name} is {im.width}x{im.height}; sides must lie in [{MIN_SIDE}, {MAX_SIDE}] pixels")
+        try:
+            im.load()
+        except DECODE_ERRORS as e:
+            raise ValueError(f"{name} is not a readable image ({type(e).__name__}: {e})") from e
+        return im, name
 
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,23 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 logger = logging.getLogger(__name__)
 
 MAX_SIDE = 4096  # the longest side retouch decodes (checked from the header, before decoding)
-# what Pillow's decoders raise on a damaged or hostile file (the fuzz targets in fuzz/ found the last ones)
-DECODE_ERRORS = (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, EOFError)
+# what Pillow's decoders raise on a damaged or hostile file: besides OSError and its kin, a damaged header
+# can surface as almost any built-in error from a plugin's parsing (fuzz/ found a TIFF whose strip offset is a
+# rational number: TypeError in ImageFile.load; fuzz/corpus/image/crash-tiff-rational-offset reproduces it)
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    Image.DecompressionBombError,
+    SyntaxError,
+    EOFError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    struct.error,
+    ZeroDivisionError,
+    OverflowError,
+)
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 PLAIN_MODES = ("RGB", "L", "1", "P", "YCbCr", "LAB", "HSV")
 MASK_MODES = ("1", "L")
@@ -84,7 +100,7 @@ def to_rgb8(img: Image.Image, name: str) -> np.ndarray:
         if str(e).startswith(name):
             raise
         raise ValueError(f"{name} cannot be converted to RGB ({e})") from e  # one of Pillow's own
-    except OSError as e:
+    except DECODE_ERRORS as e:
         raise ValueError(f"{name} cannot be decoded ({type(e).__name__}: {e})") from e
 
 
@@ -137,13 +153,17 @@ def open_image(path: str | Path, what: str = "image") -> Image.Image:
     if not p.is_file():
         raise FileNotFoundError(f"{what} {p} not found")
     try:
-        with Image.open(p) as im:
-            if max(im.size) > MAX_SIDE or min(im.size) < 1:
-                raise ValueError(f"{p} is {im.width}x{im.height}; sides must lie in [1, {MAX_SIDE}] pixels")
-            im.load()
-            return im
+        im = Image.open(p)
     except DECODE_ERRORS as e:
         raise ValueError(f"{p} is not a readable image ({type(e).__name__}: {e})") from e
+    with im:
+        if max(im.size) > MAX_SIDE or min(im.size) < 1:
+            raise ValueError(f"{p} is {im.width}x{im.height}; sides must lie in [1, {MAX_SIDE}] pixels")
+        try:
+            im.load()
+        except DECODE_ERRORS as e:
+            raise ValueError(f"{p} is not a readable image ({type(e).__name__}: {e})") from e
+        return im
 
 
 def read_rgb(path: str | Path, what: str = "image") -> np.ndarray:

@@ -72,6 +72,9 @@ def build_files(d: Path) -> dict:
     f["truncated"] = d / "truncated.png"
     f["truncated"].write_bytes(f["scene"].read_bytes()[:300])
     f["tiny"] = _png(np.zeros((1, 1, 3), np.uint8), d / "tiny.png")
+    # found by fuzzing (fuzz/corpus/image/): a TIFF whose strip offset is a rational number
+    shutil.copy(ROOT / "fuzz" / "corpus" / "image" / "crash-tiff-rational-offset", d / "rational-offset.tif")
+    f["tiff_rational"] = d / "rational-offset.tif"
     f["long"] = _png(np.zeros((10, 10000, 3), np.uint8), d / "long.png")
 
     # a decompression bomb: a PNG header that promises 30000 x 30000 pixels, and a few bytes of data
@@ -273,6 +276,14 @@ CASES: list[Case] = [
         _edit("bomb"),
         err=("DecompressionBombError", "could be decompression bomb"),
         names=("bomb",),
+    ),
+    Case(
+        "tiff-rational-offset",
+        "images",
+        "a TIFF whose strip offset is a rational number (found by the fuzzer)",
+        _edit("tiff_rational"),
+        err=("not a readable image (TypeError",),
+        names=("tiff_rational",),
     ),
     Case(
         "transparent",
