@@ -47,7 +47,7 @@ class CaptionReaderTrainConfig:
     omitted_target: str = "uniform"  # or "neutral"
     p_template: float = 0.2  # share of the world's own detailed / varied / short captions
     p_negative: float = 0.04  # share of text not about the world
-    steps: int = 1000
+    steps: int = 4500
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -234,13 +234,15 @@ def fixture_pairs(paths=None) -> list[tuple[str, Scene]]:
 
 
 @torch.no_grad()
-def evaluate_caption_reader(reader: CaptionReader, pairs: list[tuple[str, Scene]], enc=None, tok=None) -> dict:
+def evaluate_caption_reader(reader: CaptionReader, pairs: list[tuple[str, Scene]], enc=None, tok=None, reading=None) -> dict:
     """Per-attribute accuracy of a reader on captions with exact scenes, and what ``read_scene`` does with them.
 
     ``occupied``: places read right (of N_SLOTS per caption); each object attribute: the argmax at the true
     object's place; ``background`` / ``style``; ``exact``: the decoded scene equals the true one; ``refused``:
-    ``decode`` raised; ``wrong``: decoded, but not the true scene (readable-but-wrong)."""
-    reading = reader.read([c for c, _ in pairs], enc, tok)
+    ``decode`` raised; ``wrong``: decoded, but not the true scene (readable-but-wrong). ``reading``: the reader's
+    reading of the captions when already computed."""
+    if reading is None:
+        reading = reader.read([c for c, _ in pairs], enc, tok)
     obj, glob = reading.objects.numpy(), reading.scene.numpy()
     hits: dict[str, list[bool]] = {"occupied": []} | {k: [] for k in OBJECT_ATTRS} | {k: [] for k, _ in SCENE_FIELDS}
     exact = refused = 0
