@@ -63,8 +63,8 @@ class LayoutReading:
     """What a caption says about each place and the whole scene, as probabilities.
 
     ``objects`` (B, N_SLOTS, OBJECT_DIM): column 0 the probability that the place holds an object, then each
-    attribute's distribution (sums to 1 within its block). ``scene`` (B, SCENE_DIM): background and style
-    distributions."""
+    attribute's distribution times that probability (so a block sums to the occupancy, and an empty place is
+    all zeros, as ``scene_features`` writes it). ``scene`` (B, SCENE_DIM): background and style distributions."""
 
     objects: Tensor
     scene: Tensor
