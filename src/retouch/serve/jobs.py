@@ -65,20 +65,29 @@ class Job:
     def failed(self) -> int:
         return sum(it.state == "failed" for it in self.items)
 
-    def progress(self) -> float:
-        _, st = self.tracker.snapshot()
-        done = sum(it.state in FINISHED for it in self.items)
-        partial = st.get("step", 0) / st["steps"] if st.get("steps") and self.state == "running" else 0.0
+    def progress(self, st: dict[str, Any] | None = None) -> float:
+        """Share done: finished items, plus the running item's steps (of tracker state ``st``; the current one by default)."""
+        if st is None:
+            _, st = self.tracker.snapshot()
+            done = sum(it.state in FINISHED for it in self.items)
+            running = self.state == "running"
+        else:  # a past update: items run in order, so those up to its ``done_item`` were finished then
+            done = st.get("done_item", -1) + 1
+            running = st.get("item", -1) >= done
+        partial = st.get("step", 0) / st["steps"] if st.get("steps") and running else 0.0
         return min(1.0, (done + partial) / len(self.items))
 
-    def progress_event(self) -> dict[str, Any]:
-        _, st = self.tracker.snapshot()
+    def progress_event(self, st: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A ``progress`` event of tracker state ``st`` (the current one by default)."""
+        cur = st is None
+        if cur:
+            _, st = self.tracker.snapshot()
         return {
             "state": self.state,
             "finished": self.finished,
             "failed": self.failed,
             "total": len(self.items),
-            "progress": round(self.progress(), 4),
+            "progress": round(self.progress(None if cur else st), 4),
             "item": st.get("item"),
             "step": st.get("step", 0),
             "steps": st.get("steps", 0),

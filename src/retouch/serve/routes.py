@@ -409,8 +409,7 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
         """Progress of this session's edits as server-sent events (`progress`; `end` when the session closes)."""
         last = -1
         while True:
-            version, state = ss.tracker.snapshot()
-            if version != last:
+            for version, state in ss.tracker.since(last):
                 last = version
                 yield ServerSentEvent(event="progress", data=state)
             if ss.closed:
@@ -508,14 +507,13 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
         last = -1
         sent: set[int] = set()
         while True:
-            version, _ = job.tracker.snapshot()
+            for version, state in job.tracker.since(last):
+                last = version
+                yield ServerSentEvent(event="progress", data=job.progress_event(state))
             for it in job.items:
                 if it.state in FINISHED and it.index not in sent:
                     sent.add(it.index)
                     yield ServerSentEvent(event="item", data=it.to_json(job.id))
-            if version != last:
-                last = version
-                yield ServerSentEvent(event="progress", data=job.progress_event())
             if job.state in FINISHED:
                 yield ServerSentEvent(event="end", data=job.to_json())
                 return

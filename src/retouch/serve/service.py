@@ -42,18 +42,29 @@ class Tracker:
     """Progress of something running, read by server-sent event streams; bumped from method callbacks."""
 
     def __init__(self, **state: Any) -> None:
+        from collections import deque
+
         self._lock = threading.Lock()
         self.version = 0
         self.state: dict[str, Any] = dict(state)
+        # every update, so that a stream polling now and then still sends each step (bounded: a slow reader
+        # loses the oldest, never blocks the method)
+        self._history: deque[tuple[int, dict[str, Any]]] = deque(maxlen=1024)
 
     def update(self, **kw: Any) -> None:
         with self._lock:
             self.state.update(kw)
             self.version += 1
+            self._history.append((self.version, dict(self.state)))
 
     def snapshot(self) -> tuple[int, dict[str, Any]]:
         with self._lock:
             return self.version, dict(self.state)
+
+    def since(self, version: int) -> list[tuple[int, dict[str, Any]]]:
+        """The updates after ``version``, oldest first."""
+        with self._lock:
+            return [(v, dict(s)) for v, s in self._history if v > version]
 
 
 def step_callback(cancel: threading.Event | None, tracker: Tracker | None, **extra: Any) -> Progress:
