@@ -21,7 +21,7 @@ from learning_curve import held_out  # noqa: E402
 from retouch.eval.metrics import scene_match, summarise_matches  # noqa: E402
 from retouch.generate import initial_noise  # noqa: E402
 from retouch.models.backbone import TEACHER_MODEL, load_backbone  # noqa: E402
-from retouch.models.layout import paint_layout, reading_of_scenes  # noqa: E402
+from retouch.models.layout import scene_layout  # noqa: E402
 from retouch.sampling import sample_ddim, timesteps_for  # noqa: E402
 from retouch.world import detailed_caption  # noqa: E402
 from retouch.world.reader import SceneReader, read_scenes  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
         for i in range(0, len(scenes), 50):
             part = scenes[i : i + 50]
             cond, uncond = bb.encode_text([detailed_caption(s) for s in part]), bb.unconditional(len(part))
-            cond.layout = paint_layout(reading_of_scenes(part), h, h)
+            cond.layout = scene_layout(part, h, h)
             uncond.layout = torch.zeros_like(cond.layout)
             x = torch.cat([initial_noise(bb, 1, bb.default_size, 1000 + i + k) for k in range(len(part))])
             latents = sample_ddim(bb.denoiser, x, timesteps_for(10), cond, guidance=3.0, uncond=uncond)

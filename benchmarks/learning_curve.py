@@ -28,7 +28,7 @@ import torch
 from retouch.eval.metrics import scene_match, summarise_matches
 from retouch.generate import initial_noise
 from retouch.models.backbone import TEACHER_MODEL, load_backbone
-from retouch.models.layout import paint_layout, reading_of_scenes
+from retouch.models.layout import scene_layout
 from retouch.sampling import sample_ddim, timesteps_for
 from retouch.world import detailed_caption, random_scene
 from retouch.world.reader import SceneReader, read_scenes
@@ -52,7 +52,7 @@ def score_unet(backbone, unet, scenes, layout: str, steps: int, guidance: float,
         uncond = backbone.unconditional(len(part))
         h = backbone.default_size // backbone.vae_factor
         if layout == "oracle":
-            cond.layout = paint_layout(reading_of_scenes(part), h, h)
+            cond.layout = scene_layout(part, h, h)
             uncond.layout = torch.zeros_like(cond.layout)
         x = torch.cat([initial_noise(backbone, 1, backbone.default_size, 1000 + i + k) for k in range(len(part))])
         lat = sample_ddim(backbone.denoiser, x, timesteps_for(steps), cond, guidance=guidance, uncond=uncond)

@@ -135,6 +135,11 @@ def paint_layout(reading: LayoutReading, h: int, w: int) -> Tensor:
     return torch.cat([per_cell, everywhere, coords.expand(b, -1, -1, -1)], dim=1)  # (B, 43, h, w)
 
 
+def scene_layout(scenes: list[Scene], h: int, w: int) -> Tensor:
+    """The exact layout maps (B, LAYOUT_CHANNELS, h, w) of known scenes: what training and the oracle curves paint."""
+    return paint_layout(reading_of_scenes(scenes), h, w)
+
+
 def layout_config() -> dict:
     """The channel layout written to a model folder's ``layout/config.json``."""
     return {

@@ -69,9 +69,9 @@ def layout_maps(scenes: list | None, idx: np.ndarray, size: int, device: torch.d
     """The layout maps (B, M, size, size) of training scenes ``idx`` (None for a teacher without a layout map)."""
     if scenes is None:
         return None
-    from ..models.layout import paint_layout, reading_of_scenes
+    from ..models.layout import scene_layout
 
-    return paint_layout(reading_of_scenes([scenes[i] for i in idx]), size, size).to(device)
+    return scene_layout([scenes[i] for i in idx], size, size).to(device)
 
 
 @torch.no_grad()

@@ -116,9 +116,9 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
         tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
         layout = None
         if scenes is not None:
-            from ..models.layout import paint_layout, reading_of_scenes
+            from ..models.layout import scene_layout
 
-            layout = paint_layout(reading_of_scenes([scenes[i] for i in idx]), x0.shape[2], x0.shape[3]).to(dev)  # (B, M, h, w)
+            layout = scene_layout([scenes[i] for i in idx], x0.shape[2], x0.shape[3]).to(dev)  # (B, M, h, w)
         cond = TextConditioning(tokens, layout=layout)  # tokens (B, L, 384)
         prev = torch.zeros_like(x0)
         opt.zero_grad(set_to_none=True)

@@ -479,9 +479,9 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
             slots[drop] = -1
         layout, bf16 = None, cfg.bf16_cpu
         if cfg.layout:
-            from ..models.layout import paint_layout, reading_of_scenes
+            from ..models.layout import scene_layout
 
-            layout = paint_layout(reading_of_scenes(batch_scenes), h, h).to(dev)  # (B, M, h, w)
+            layout = scene_layout(batch_scenes, h, h).to(dev)  # (B, M, h, w)
             # classifier-free guidance drops the map with the caption (the null map is all zeros)
             layout[drop] = 0
         if cfg.grounding > 0:
