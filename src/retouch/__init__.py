@@ -15,7 +15,11 @@ def __getattr__(name: str) -> Any:
         from .edit import Editor
 
         return Editor
+    if name in ("inpaint", "erase", "outpaint"):  # the fill tasks (retouch.fill)
+        from . import fill
+
+        return getattr(fill, name)
     raise AttributeError(f"module 'retouch' has no attribute {name!r}")
 
 
-__all__ = ["Editor", "load_backbone"]
+__all__ = ["Editor", "erase", "inpaint", "load_backbone", "outpaint"]
