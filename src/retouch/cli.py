@@ -27,6 +27,12 @@ def _progress(desc: str, total: int):
 
 # -- world ----------------------------------------------------------------------
 def cmd_world_bench(a: argparse.Namespace) -> int:
+    if a.task != "edit":  # the fill tasks' suites (retouch.world.fill_suite)
+        from .world.fill_suite import write_fill_suite
+
+        path = write_fill_suite(a.out, a.task, n=a.n, seed=a.seed, size=a.size, callback=_progress(f"{a.task} suite", a.n))
+        print(f"wrote {a.n} {a.task} cases to {path}")
+        return 0
     from .world.suite import write_suite
 
     path = write_suite(a.out, n=a.n, seed=a.seed, size=a.size, callback=_progress("suite", a.n))
@@ -278,6 +284,63 @@ def cmd_edit(a: argparse.Namespace) -> int:
     return 0
 
 
+# -- inpaint / erase / outpaint -----------------------------------------------------
+def _fill_options(a: argparse.Namespace) -> dict:
+    """The fill method's settings from the shared flags (retouch.methods.inpaint.FillSettings)."""
+    from .methods.fill import BACKENDS
+
+    if a.backend is not None and a.backend not in BACKENDS:
+        raise ValueError(f"unknown --backend {a.backend!r}; known: {', '.join(BACKENDS)}")
+    if a.steps is not None and a.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {a.steps}")
+    if a.margin is not None and a.margin < 0:
+        raise ValueError(f"--margin must be at least 0 pixels, got {a.margin}")
+    pairs = (("backend", a.backend), ("model", a.model), ("steps", a.steps), ("guidance", a.guidance), ("margin", a.margin))
+    return {k: v for k, v in pairs if v is not None} | {"seed": a.seed}
+
+
+def _fill_run(a: argparse.Namespace, task: str) -> int:
+    from .edit import check_output_path, check_text, load_image, save_image
+    from .fill import load_fill_mask
+    from .methods import EditRequest, get_method
+    from .methods.inpaint import check_extents
+
+    mask_path = getattr(a, "mask", None)
+    out = check_output_path(a.output, (a.image, mask_path))
+    image = load_image(a.image)  # every input is read and checked before a model loads
+    mask = load_fill_mask(mask_path, image.shape[:2], image_name=str(a.image)) if mask_path else None
+    prompt = getattr(a, "prompt", None)
+    if prompt is not None:
+        prompt = check_text(prompt, "prompt").strip() or None
+    if task == "inpaint" and prompt is None:
+        raise ValueError("the prompt is empty: inpaint draws what the prompt describes (use `retouch erase` to fill without one)")
+    sides = {}
+    if task == "outpaint":
+        sides = {k: getattr(a, k) for k in ("left", "right", "top", "bottom")}
+        check_extents(image.shape, **sides)
+    method = get_method(task, **_fill_options(a))
+    if task == "outpaint":
+        res = method.outpaint(image, prompt=prompt, callback=_progress(task, 1), **sides)
+    else:
+        res = method.edit(EditRequest(image=image, target_prompt=prompt, mask=mask), callback=_progress(task, 1))
+    save_image(res.image, out)  # atomic: never a half-written image under the real name
+    h, w = res.image.shape[:2]
+    print(json.dumps({"output": str(out), "size": [w, h], "nfe": res.nfe_edit} | res.info), flush=True)
+    return 0
+
+
+def cmd_inpaint(a: argparse.Namespace) -> int:
+    return _fill_run(a, "inpaint")
+
+
+def cmd_erase(a: argparse.Namespace) -> int:
+    return _fill_run(a, "erase")
+
+
+def cmd_outpaint(a: argparse.Namespace) -> int:
+    return _fill_run(a, "outpaint")
+
+
 # -- batch ------------------------------------------------------------------------
 def cmd_batch(a: argparse.Namespace) -> int:
     from .batch import cli_main
@@ -298,6 +361,18 @@ def cmd_bench(a: argparse.Namespace) -> int:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value  # a bare string
+    from .world.fill_suite import suite_task
+
+    if suite_task(a.suite) is not None:  # a fill suite: inpaint / erase / outpaint scoring (docs/inpaint.md)
+        from .eval.fill_bench import FillBenchConfig, fill_table, run_fill_bench
+
+        if a.inputs != "instruction" or a.clip or a.dino:
+            raise ValueError("--inputs, --clip and --dino belong to edit suites; a fill suite gives each method its image and mask")
+        fcfg = FillBenchConfig(a.suite, a.method, options=options, limit=a.limit, every=a.every, json_out=a.json, reader=a.reader)
+        print(fill_table([run_fill_bench(fcfg)]))
+        if a.json:
+            print(f"wrote {a.json} (+ .csv, .md)")
+        return 0
     cfg = BenchConfig(
         suite=a.suite,
         method=a.method,
@@ -365,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n", type=int, default=700, help="number of cases (PIE-Bench proportions; default 700)")
     b.add_argument("--seed", type=int, default=1)
     b.add_argument("--size", type=int, default=128, help="image side, a multiple of 32")
+    b.add_argument(
+        "--task",
+        default="edit",
+        choices=["edit", "inpaint", "erase", "outpaint"],
+        help="edit: the ten PIE-Bench types (default); inpaint / erase / outpaint: a fill suite with exact truth (docs/inpaint.md)",
+    )
     b.set_defaults(fn=cmd_world_bench)
     s = w.add_parser("sample", help="render a random scene and print its captions")
     s.add_argument("-o", "--output", required=True)
@@ -455,6 +536,31 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--rewriter-model", default=None, help="openai: model name")
     ed.set_defaults(fn=cmd_edit)
 
+    fill_help = {
+        "inpaint": "draw what a prompt describes inside a mask (needs a diffusion inpainting model, --model)",
+        "erase": "fill a mask with what its surroundings imply (OpenCV Telea by default; docs/inpaint.md)",
+        "outpaint": "extend the canvas and fill the new pixels (classic backends: an edge-propagating fallback)",
+    }
+    for task, fn in (("inpaint", cmd_inpaint), ("erase", cmd_erase), ("outpaint", cmd_outpaint)):
+        fp = sub.add_parser(task, help=fill_help[task])
+        fp.add_argument("image", help="input image (any size; grey and palette images are converted)")
+        if task == "inpaint":
+            fp.add_argument("prompt", help="what to draw in the mask")
+        if task == "outpaint":
+            fp.add_argument("prompt", nargs="?", default=None, help="what the new area shows (needs a diffusion model)")
+            for side in ("left", "right", "top", "bottom"):
+                fp.add_argument(f"--{side}", type=int, default=0, metavar="PX", help=f"pixels to add on the {side}")
+        else:
+            fp.add_argument("--mask", required=True, help="mask PNG of the image's size: white, or non-zero alpha, = fill")
+        fp.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp), the input's size (outpaint: extended)")
+        fp.add_argument("--backend", default=None, help="telea | ns | biharmonic | diffusion (default: diffusion with --model, else telea)")
+        fp.add_argument("--model", default=None, help="a diffusers SD-inpainting folder (StableDiffusionInpaintPipeline, 9-channel UNet)")
+        fp.add_argument("--steps", type=int, default=None, help="diffusion: sampling steps (default 25)")
+        fp.add_argument("--guidance", type=float, default=None, help="diffusion: classifier-free guidance (default 7.5)")
+        fp.add_argument("--seed", type=int, default=0, help="diffusion: noise seed")
+        fp.add_argument("--margin", type=int, default=None, help="context pixels around each mask region in its crop (default 64)")
+        fp.set_defaults(fn=fn, trailing_prompt=task == "outpaint")
+
     ba = sub.add_parser("batch", help="many edits from a JSON-lines file or paired folders; resumable, optionally on Ray (docs/batch.md)")
     ba.add_argument("jobs", nargs="?", default=None, help="JSON lines: image, instruction or prompt, [method mask strength seed output]")
     ba.add_argument("--out", required=True, help="output folder: one PNG per job and batch-summary.json")
@@ -499,7 +605,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse (3.11) cannot take an optional positional after options (`retouch outpaint IMG --left 64 "PROMPT"`)
+        if getattr(args, "trailing_prompt", False) and args.prompt is None and len(extra) == 1 and not extra[0].startswith("-"):
+            args.prompt = extra[0]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.fn(args)

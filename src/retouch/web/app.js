@@ -45,7 +45,8 @@ function takesStrength(name) {
 }
 
 function usable(m) {
-  return !(m.reference || m.runnable === false);
+  // the page edits (task "edit"); the fill tasks (inpaint, erase, outpaint) have their own commands
+  return !(m.reference || m.runnable === false) && (!m.task || m.task === "edit");
 }
 
 function currentTurn() {

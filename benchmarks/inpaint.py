@@ -1,0 +1,71 @@
+"""The fill benchmark of docs/inpaint.md: classic CPU methods on a Shapes-world fill suite with exact truth.
+
+    python benchmarks/inpaint.py --task erase --n 500 --seed 4242 --out runs/inpaint-erase-4242
+
+Writes the suite (``retouch world bench --task TASK``) to OUT/suite unless it is already there, scores the
+reference rows (``identity``: the input unchanged, or for outpaint its edge pixels stretched; ``oracle``: the
+truth) and each backend of ``--backends`` through the ``TASK`` method, and writes OUT/table.md and
+OUT/<row>.json/.csv beside it.  ``--model`` adds a diffusers SD-inpainting folder as one more row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from retouch.atomic import write_text
+from retouch.eval.fill_bench import FillBenchConfig, fill_table, run_fill_bench
+from retouch.world.fill_suite import FILL_TASKS, write_fill_suite
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--task", default="erase", choices=FILL_TASKS)
+    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--seed", type=int, default=4242)
+    p.add_argument("--out", default=None, help="output folder (default runs/inpaint-TASK-SEED)")
+    p.add_argument("--backends", nargs="*", default=["telea", "ns", "biharmonic"])
+    p.add_argument("--model", default=None, help="a diffusers SD-inpainting folder, scored as one more row")
+    p.add_argument("--no-reference", action="store_true", help="skip the identity and oracle rows")
+    a = p.parse_args(argv)
+    out = Path(a.out or f"runs/inpaint-{a.task}-{a.seed}")
+    suite = out / "suite"
+    if not (suite / "mapping_file.json").exists():
+        t0 = time.perf_counter()
+        write_fill_suite(suite, a.task, n=a.n, seed=a.seed)
+        print(f"wrote a {a.n}-case {a.task} suite (seed {a.seed}) to {suite} in {time.perf_counter() - t0:.1f} s", flush=True)
+    else:
+        meta = json.loads((suite / "suite.json").read_text())
+        if (meta.get("task"), meta.get("n"), meta.get("seed")) != (a.task, a.n, a.seed):
+            held = f"a {meta.get('n')}-case {meta.get('task')} suite of seed {meta.get('seed')}"
+            raise SystemExit(f"{suite} holds {held}: choose another --out")
+    rows: list[tuple[str, str, dict]] = [] if a.no_reference else [("identity", "identity", {}), ("oracle", "oracle", {})]
+    if a.task == "inpaint" and not a.model:
+        print("inpaint needs a diffusion inpainting model (--model): only the reference rows are scored", flush=True)
+    else:
+        rows += [(f"{a.task}-{b}", a.task, {"backend": b}) for b in a.backends]
+    if a.model:
+        rows.append((f"{a.task}-diffusion", a.task, {"backend": "diffusion", "model": a.model}))
+    summaries = []
+    for name, method, options in rows:
+        s = run_fill_bench(FillBenchConfig(str(suite), method, options=options, json_out=str(out / f"{name}.json")))
+        summaries.append(s)
+        print(fill_table([s]).splitlines()[-1], flush=True)
+    table = fill_table(summaries)
+    cmd = "python benchmarks/inpaint.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    write_text(out / "table.md", f"# {a.task}, {a.n} cases, seed {a.seed} (Shapes world)\n\n`{cmd}` (OMP_NUM_THREADS={threads})\n\n{table}")
+    print(table)
+    print(f"wrote {out / 'table.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
