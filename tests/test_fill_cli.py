@@ -63,11 +63,13 @@ def test_mask_files_of_any_mode_read_alike(files, tmp_path):
 def test_erase_writes_the_input_outside_the_mask(files, tmp_path, capsys):
     d, img, m = files
     out = tmp_path / "out.png"
-    assert main(["erase", str(d / "in.png"), "--mask", str(d / "m.png"), "-o", str(out), "--backend", "biharmonic"]) == 0
+    argv = ["erase", str(d / "in.png"), "--mask", str(d / "m.png"), "-o", str(out), "--backend", "biharmonic", "--crop-size", "64"]
+    assert main(argv) == 0
     got = np.asarray(Image.open(out))
     assert got.shape == img.shape and np.array_equal(got[~m], img[~m]) and not np.array_equal(got[m], img[m])
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["backend"] == "biharmonic" and line["size"] == [W, H] and line["output"] == str(out)
+    assert max(line["working_sizes"][0]) == 64  # the crop, filled at --crop-size
 
 
 def test_outpaint_cli(files, tmp_path):
@@ -93,6 +95,7 @@ def test_outpaint_cli(files, tmp_path):
         (["outpaint", "{d}/in.png", "--left", "16", "a sky", "-o", "{t}/o.png"], "needs a diffusion inpainting model"),
         (["outpaint", "{d}/in.png", "-o", "{t}/o.png"], "nothing to outpaint"),
         (["outpaint", "{d}/in.png", "--top", "-4", "-o", "{t}/o.png"], "--top must be a whole number"),
+        (["erase", "{d}/in.png", "--mask", "{d}/m.png", "-o", "{t}/o.png", "--crop-size", "4"], "crop_size must be at least 8"),
     ],
 )
 def test_errors_exit_2_naming_the_problem(files, tmp_path, capsys, argv, message):

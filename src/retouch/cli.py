@@ -295,7 +295,14 @@ def _fill_options(a: argparse.Namespace) -> dict:
         raise ValueError(f"--steps must be at least 1, got {a.steps}")
     if a.margin is not None and a.margin < 0:
         raise ValueError(f"--margin must be at least 0 pixels, got {a.margin}")
-    pairs = (("backend", a.backend), ("model", a.model), ("steps", a.steps), ("guidance", a.guidance), ("margin", a.margin))
+    pairs = (
+        ("backend", a.backend),
+        ("model", a.model),
+        ("steps", a.steps),
+        ("guidance", a.guidance),
+        ("margin", a.margin),
+        ("crop_size", a.crop_size),
+    )
     return {k: v for k, v in pairs if v is not None} | {"seed": a.seed}
 
 
@@ -559,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument("--guidance", type=float, default=None, help="diffusion: classifier-free guidance (default 7.5)")
         fp.add_argument("--seed", type=int, default=0, help="diffusion: noise seed")
         fp.add_argument("--margin", type=int, default=None, help="context pixels around each mask region in its crop (default 64)")
+        fp.add_argument(
+            "--crop-size", type=int, default=None, help="the working size crops are filled at (default: the model's; classic: 512)"
+        )
         fp.set_defaults(fn=fn, trailing_prompt=task == "outpaint")
 
     ba = sub.add_parser("batch", help="many edits from a JSON-lines file or paired folders; resumable, optionally on Ray (docs/batch.md)")
