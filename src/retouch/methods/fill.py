@@ -129,8 +129,12 @@ class DiffusersInpaintFill(FillBackend):
         self.working_size = working_size or int(self.pipe.unet.config.sample_size) * vae_factor
         self.multiple = max(8, vae_factor)  # the pipeline refuses sides that are not multiples of 8
 
+    def _guidance(self, prompt: str | None) -> float:
+        # with no prompt and no negative prompt both branches of classifier-free guidance read the same empty text
+        return self.guidance if (prompt or self.negative_prompt) else 1.0
+
     def nfe(self, prompt: str | None) -> int:
-        return self.steps * (2 if self.guidance > 1.0 else 1)
+        return self.steps * (2 if self._guidance(prompt) > 1.0 else 1)
 
     def fill(self, image, mask, prompt, seed, callback=None):
         import torch
@@ -152,7 +156,7 @@ class DiffusersInpaintFill(FillBackend):
                 height=h,
                 width=w,
                 num_inference_steps=self.steps,
-                guidance_scale=self.guidance,
+                guidance_scale=self._guidance(prompt),
                 generator=g,
                 output_type="np",
                 callback_on_step_end=on_step,
