@@ -90,7 +90,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps per drawing")
     ap.add_argument("--guidance", type=float, default=None, help="default: the run's recipe")
     ap.add_argument("--layout", choices=("oracle", "reader"), default="oracle")
-    ap.add_argument("--base", default=str(TEACHER_MODEL), help="pipeline whose autoencoder, text encoder and scheduler are used")
+    ap.add_argument("--base", default=str(TEACHER_MODEL), help="pipeline whose text encoder and scheduler are used")
+    ap.add_argument("--autoencoder", default=None, help="autoencoder folder that decodes the samples (default: the run recipe's own)")
     ap.add_argument("--every", type=int, default=1, help="score every k-th snapshot")
     ap.add_argument("--old", nargs="*", default=[], help="NAME=IMAGES:ACC,IMAGES:ACC,... fixed points of another design")
     ap.add_argument("--out", default=None)
@@ -107,6 +108,13 @@ def main() -> None:
     if not snaps:
         raise SystemExit(f"{run}/snapshots has no step-* folders: train with snapshot_every > 0")
     backbone = load_backbone(a.base)
+    # the snapshots' latents belong to the autoencoder the run was trained on, not necessarily the base pipeline's
+    from diffusers import AutoencoderDC
+
+    from retouch.models.backbone import resolve_folder
+
+    vae = AutoencoderDC.from_pretrained(resolve_folder(a.autoencoder or cfg["autoencoder"]), torch_dtype=torch.float32).eval()
+    backbone.autoencoder, backbone.vae_scale = vae, float(vae.config.scaling_factor)
     scenes = held_out(a.n, a.seed)
     out = Path(a.out or f"runs/curve-{run.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -114,6 +122,9 @@ def main() -> None:
     for snap in snaps:
         step = int(snap.name.split("-")[1])
         unet = UNet2DConditionModel.from_pretrained(snap, torch_dtype=torch.float32).eval()
+        from retouch.models.layout import LayoutEncoder
+
+        backbone.denoiser.layout_encoder = LayoutEncoder.from_pretrained(snap / "layout")  # None for a raw-map run
         t0 = time.time()
         r = score_unet(backbone, unet, scenes, a.layout, a.steps, guidance)
         images = step * int(cfg["batch_size"])

@@ -161,3 +161,72 @@ def check_layout_config(folder: Path) -> dict:
         if cfg.get(key) != want[key]:
             raise ValueError(f"{path}: layout {key} {cfg.get(key)!r} is not the one this retouch paints ({want[key]!r})")
     return cfg
+
+
+@dataclass
+class LayoutEncoderConfig:
+    hidden: int = 128
+    features: int = 32  # channels it adds beside the raw map
+    depth: int = 3  # 1x1 layers
+    fourier: int = 4  # octaves of sin/cos features of each place-relative coordinate
+
+
+class LayoutEncoder(torch.nn.Module):
+    """A per-cell network from the layout map to learned "sprite" features, added beside the raw map.
+
+    Why: an object in the world is a deterministic drawing of its attributes around its place's centre, so the
+    latent a cell should hold is a function of (that cell's place-relative coordinates, its place's attributes).
+    A coordinate network (a 1x1-convolution MLP over Fourier features of the coordinates, as NeRF-style fields
+    represent sharp silhouettes; Tancik et al. 2020) can learn that function once for all noise levels, so the
+    UNet's convolutions need not build silhouettes, stripes and glyphs from one-hot channels at every step.
+    The null map (all zeros, classifier-free guidance) goes through it like any other.
+    """
+
+    def __init__(self, config: LayoutEncoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = c = config or LayoutEncoderConfig()
+        self.register_buffer("freqs", torch.pi * 2.0 ** torch.arange(c.fourier, dtype=torch.float32), persistent=False)
+        cin = LAYOUT_CHANNELS + 2 * COORD_DIM * c.fourier
+        layers: list[torch.nn.Module] = []
+        for i in range(c.depth - 1):
+            layers += [torch.nn.Conv2d(cin if i == 0 else c.hidden, c.hidden, 1), torch.nn.SiLU()]
+        layers.append(torch.nn.Conv2d(c.hidden if c.depth > 1 else cin, c.features, 1))
+        self.net = torch.nn.Sequential(*layers)
+
+    def forward(self, layout: Tensor) -> Tensor:
+        """layout (B, LAYOUT_CHANNELS, h, w) -> (B, LAYOUT_CHANNELS + features, h, w): the map and its features."""
+        coords = layout[:, -COORD_DIM:]  # (B, 2, h, w), zero in the null map
+        ang = coords[:, :, None] * self.freqs.to(layout).view(1, 1, -1, 1, 1)  # (B, 2, F, h, w)
+        ff = torch.cat([ang.sin(), ang.cos()], dim=1).flatten(1, 2)  # (B, 4F, h, w)
+        return torch.cat([layout, self.net(torch.cat([layout, ff], dim=1))], dim=1)
+
+    @property
+    def out_channels(self) -> int:
+        return LAYOUT_CHANNELS + self.config.features
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        from dataclasses import asdict
+
+        from ..atomic import save_safetensors, write_json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_safetensors({k: v.detach().half().contiguous() for k, v in self.state_dict().items()}, folder / "encoder.safetensors")
+        write_json(folder / "encoder.json", {"model_type": "retouch-layout-encoder", **asdict(self.config)})
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> LayoutEncoder | None:
+        """The encoder saved in a model's ``layout/`` folder, or None when that model has none (a raw-map UNet)."""
+        folder = Path(folder)
+        if not (folder / "encoder.json").is_file():
+            return None
+        from safetensors.torch import load_file
+
+        cfg = json.loads((folder / "encoder.json").read_text())
+        cfg.pop("model_type", None)
+        try:
+            enc = cls(LayoutEncoderConfig(**cfg))
+            enc.load_state_dict({k: v.float() for k, v in load_file(str(folder / "encoder.safetensors")).items()})
+        except Exception as e:  # unknown keys, a torn file, another network's weights
+            raise ValueError(f"{folder}: not a layout encoder ({type(e).__name__}: {e})") from e
+        return enc.eval()

@@ -56,7 +56,8 @@ class AutoencoderTrainConfig:
     # denoiser trained on them) stay valid bit for bit while reconstructions sharpen
     decoder_steps: int = 0
     decoder_lr: float = 3e-4
-    # phase 2 starts from this autoencoder folder's weights instead of phase 1 (a decoder-only fine-tune of a shipped AE)
+    # start from this autoencoder folder's weights: with steps > 0 phase 1 fine-tunes it jointly (encoder too, so its
+    # latents change); with steps = 0 phase 2 alone fine-tunes its decoder (latents stay valid)
     init: str = ""
     # scale equivariance (Skorokhodov et al. 2025, "Improving the Diffusability of Autoencoders", eq. 3): the decoder
     # of a 2x (and 4x) average-pooled latent should give the equally pooled image, so that the coarse, smooth latents a
@@ -206,15 +207,22 @@ def train_autoencoder(cfg: AutoencoderTrainConfig) -> dict:
     pool = render_pool(cfg.seed, cfg.pool)  # (N, H, W, 3) uint8
     mean = std = None
     dev = pick_device(cfg.device)
-    if cfg.init and not dec_ckpt.is_file():
+    if cfg.init and not cfg.steps and not dec_ckpt.is_file():
         if not cfg.decoder_steps:
-            raise ValueError("init fine-tunes a given autoencoder's decoder: set decoder_steps > 0")
+            raise ValueError("init without steps fine-tunes a given autoencoder's decoder: set decoder_steps > 0 (or steps > 0: joint)")
         from ..models.backbone import resolve_folder
 
         with atomic_folder(out) as tmp:
             _autoencoder_class().from_pretrained(resolve_folder(cfg.init), torch_dtype=torch.float16).save_pretrained(tmp)
     elif not dec_ckpt.is_file():  # phase 1 (joint) unless phase 2 has begun
-        ae = build_autoencoder(cfg).to(dev)
+        if cfg.init:
+            # a joint fine-tune of a trained autoencoder (EQ-VAE, Kouzelis et al. 2025, fine-tunes SD's VAE for a few
+            # epochs with its equivariance term): encoder and decoder move, so the latents (and any denoiser) change
+            from ..models.backbone import resolve_folder
+
+            ae = _autoencoder_class().from_pretrained(resolve_folder(cfg.init), torch_dtype=torch.float32).to(dev)
+        else:
+            ae = build_autoencoder(cfg).to(dev)
         opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=0.0)
         sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
         step = resume(ckpt, ae, opt, sched)

@@ -77,6 +77,15 @@ class T2ITrainConfig:
     bf16_cpu: bool = False  # bfloat16 autocast on the CPU too (CUDA always uses it); measured in docs/backbone.md
     caption_reader: str = "models/caption-reader"  # with ``layout``: the reader the saved pipeline paints its map with
     layout: bool = False  # the UNet reads the scene's layout map (models/layout.py) as extra input channels
+    layout_encoder: int = 0  # with ``layout``, > 0: a per-cell coordinate network of this width adds learned features (LayoutEncoder)
+    layout_features: int = 32  # the channels it adds
+    # representation alignment (REPA, Yu et al. 2025, eq. 8): a projection of the UNet's 8 x 8 features is pulled towards
+    # the frozen scene reader's per-place features of the clean image (cosine), which speeds up learning what each place
+    # holds. The reader sees only the training renders, never a generated image, so no gradient asks the UNet to please it
+    repa: float = 0.0  # weight of that term; 0: off
+    repa_layer: str = "down_blocks.1.attentions.0"  # the module whose output is aligned (a 128-channel, 8 x 8 map)
+    repa_scenes: int = 0  # > 0: only the first this many training scenes carry the term (their features are cached; rendering
+    # and reading all 30,000 costs about as much as a third of the run); the batches still draw from every scene
     snapshot_every: int = 0  # > 0: also keep the EMA UNet every this many steps (runs/.../snapshots/, for learning curves)
 
 
@@ -234,10 +243,68 @@ def latent_cache(cfg: T2ITrainConfig) -> np.ndarray:
     return np.load(lat_path, mmap_mode="r")
 
 
+def build_layout_encoder(cfg: T2ITrainConfig) -> Any:
+    """The recipe's LayoutEncoder, or None (no layout map, or the raw map alone)."""
+    if not (cfg.layout and cfg.layout_encoder > 0):
+        return None
+    from ..models.layout import LayoutEncoder, LayoutEncoderConfig
+
+    return LayoutEncoder(LayoutEncoderConfig(hidden=cfg.layout_encoder, features=cfg.layout_features))
+
+
+@torch.no_grad()
+def reader_features(scenes: list, batch_size: int = 100) -> np.ndarray:
+    """The shipped scene reader's per-place features of the rendered scenes, (N, 128, 8, 8) float16: each place's
+    4 x 4 map from its slot stage (world/reader.py), laid out where the place lies (places row-major, 2 x 2)."""
+    from ..world.reader import SceneReader, to_tensor
+    from ..world.scene import GRID
+
+    reader = SceneReader.from_pretrained()
+    stem = reader.slot[:-1]  # everything before the flatten: (B*4, 128, 4, 4) per 64 x 64 crop
+    out = []
+    for i in tqdm(range(0, len(scenes), batch_size), desc="reader features", mininterval=10):
+        x = (to_tensor([render(s) for s in scenes[i : i + batch_size]]) - 0.5) / 0.25  # (B, 3, 128, 128), as its forward
+        b, cell = x.shape[0], x.shape[-1] // GRID
+        crops = x.unfold(2, cell, cell).unfold(3, cell, cell).permute(0, 2, 3, 1, 4, 5).reshape(b * GRID * GRID, 3, cell, cell)
+        f = stem(crops)  # (B*4, 128, 4, 4)
+        k = f.shape[-1]
+        f = f.view(b, GRID, GRID, -1, k, k).permute(0, 3, 1, 4, 2, 5).reshape(b, -1, GRID * k, GRID * k)  # (B, 128, 8, 8)
+        out.append(f.half().numpy())
+    return np.concatenate(out)
+
+
+def reader_feature_cache(cfg: T2ITrainConfig) -> np.ndarray:
+    """``reader_features`` of the training scenes, memory-mapped; computed once per (seed, size)."""
+    cache, tag = _cache_dir(cfg)
+    n = cfg.repa_scenes if 0 < cfg.repa_scenes < cfg.n_scenes else cfg.n_scenes
+    path = cache / f"reader-{tag}-{n}.npy"
+    if not path.is_file():
+        _save_npy(path, reader_features(training_captions(cfg)[0][:n]))
+    return np.load(path, mmap_mode="r")
+
+
+class RepaHead(torch.nn.Module):
+    """REPA's projector (a 3-layer MLP, here as 1x1 convolutions) from UNet features to the target's width."""
+
+    def __init__(self, cin: int, cout: int, hidden: int = 256) -> None:
+        super().__init__()
+        conv = torch.nn.Conv2d
+        act = torch.nn.SiLU
+        self.net = torch.nn.Sequential(conv(cin, hidden, 1), act(), conv(hidden, hidden, 1), act(), conv(hidden, cout, 1))
+
+    def loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """1 - mean cosine similarity per cell (REPA eq. 8), h (B, C, h, w) and target (B, D, h', w') resized to h."""
+        if target.shape[-2:] != h.shape[-2:]:
+            target = torch.nn.functional.adaptive_avg_pool2d(target, h.shape[-2:])
+        return 1 - torch.nn.functional.cosine_similarity(self.net(h.float()), target, dim=1).mean()
+
+
 def build_unet(cfg: T2ITrainConfig, latent_channels: int, sample_size: int, cross_dim: int) -> Any:
     from diffusers import UNet2DConditionModel
 
     from ..models.layout import LAYOUT_CHANNELS
+
+    extra = (LAYOUT_CHANNELS + (cfg.layout_features if cfg.layout_encoder > 0 else 0)) if cfg.layout else 0
 
     n = len(cfg.channels)
     # cross-attention at every level but the coarsest, where a UNet has only a 4 x 4 map left
@@ -246,7 +313,7 @@ def build_unet(cfg: T2ITrainConfig, latent_channels: int, sample_size: int, cros
     return UNet2DConditionModel(
         sample_size=sample_size,
         # the layout map enters beside the noisy latent (SD-inpainting's and InstructPix2Pix's way of adding inputs)
-        in_channels=latent_channels + (LAYOUT_CHANNELS if cfg.layout else 0),
+        in_channels=latent_channels + extra,
         out_channels=latent_channels,
         down_block_types=down,
         up_block_types=up,
@@ -284,6 +351,7 @@ def save_pipeline(
     extra: dict | None = None,
     share_with: str | Path | None = None,
     caption_reader: str | Path | None = None,
+    layout_encoder: Any = None,
 ) -> None:
     """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, and
     text-encoder and tokenizer folders that point into the MiniLM package. With ``share_with`` (a pipeline
@@ -331,6 +399,8 @@ def save_pipeline(
 
         (out / "layout").mkdir()
         (out / "layout" / "config.json").write_text(json.dumps(layout_config(), indent=2) + "\n")
+        if layout_encoder is not None:
+            layout_encoder.save_pretrained(out / "layout")
         target = resolve_folder(caption_reader).resolve()
         (out / "caption_reader").mkdir()
         rel = os.path.relpath(target, (out / "caption_reader").resolve())
@@ -447,6 +517,25 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     params = [{"params": list(unet.parameters())}]
     extras: dict[str, torch.nn.Module] = {"ema": ema}
+    enc = build_layout_encoder(cfg)
+    ema_enc = None
+    if enc is not None:
+        # trained with the UNet by the same denoising loss; its EMA copy is what the pipeline keeps
+        enc.to(dev)
+        ema_enc = copy.deepcopy(enc).eval().requires_grad_(False)
+        params.append({"params": list(enc.parameters())})
+        extras |= {"layout_encoder": enc, "ema_layout_encoder": ema_enc}
+    repa_head = hooked = None
+    if cfg.repa > 0:
+        feats = reader_feature_cache(cfg)  # (N, 128, 8, 8)
+        layer = dict(unet.named_modules())[cfg.repa_layer]
+        hooked = {}
+        # the aligned features, kept by a forward hook (a Transformer2DModel returns a tuple or an output object)
+        layer.register_forward_hook(lambda _m, _i, o: hooked.__setitem__("h", o[0] if isinstance(o, tuple) else o.sample))
+        width = int(getattr(layer, "out_channels", None) or layer.config.in_channels)
+        repa_head = RepaHead(width, feats.shape[1]).to(dev)
+        params.append({"params": list(repa_head.parameters())})
+        extras["repa_head"] = repa_head
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     ckpt = out / "checkpoint.pt"
@@ -484,13 +573,21 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
             layout = scene_layout(batch_scenes, h, h).to(dev)  # (B, M, h, w)
             # classifier-free guidance drops the map with the caption (the null map is all zeros)
             layout[drop] = 0
+            if enc is not None:
+                layout = enc(layout)  # (B, M + features, h, w)
         if cfg.grounding > 0:
             with capture_cross_attention(unet, AttentionStore(keep_grad=True)) as store:
                 loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight, layout, bf16)
             loss_g = ground(store, slots, regions)
         else:
             loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight, layout, bf16)
-        loss = loss_d + cfg.grounding * loss_g
+        loss_r = torch.zeros(())
+        if repa_head is not None:
+            has = idx < len(feats)  # the batch members whose scenes have cached reader features
+            if has.any():
+                h_r = hooked["h"][torch.from_numpy(has).to(dev)]
+                loss_r = repa_head.loss(h_r, torch.from_numpy(feats[idx[has]].astype(np.float32)).to(dev))
+        loss = loss_d + cfg.grounding * loss_g + cfg.repa * loss_r
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for grp in params for p in grp["params"]], 1.0)
@@ -498,12 +595,16 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         sched.step()
         step += 1
         ema_update(ema, unet, min(cfg.ema, (1 + step) / (10 + step)))
+        if enc is not None:
+            ema_update(ema_enc, enc, min(cfg.ema, (1 + step) / (10 + step)))
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_d.item():.4f}", ground=f"{loss_g.item():.3f}")
+        bar.set_postfix(loss=f"{loss_d.item():.4f}", ground=f"{loss_g.item():.3f}", repa=f"{loss_r.item():.3f}")
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
             # the EMA UNet alone, fp16: a learning curve scores these against images seen (benchmarks/learning_curve.py)
             with atomic_folder(out / "snapshots" / f"step-{step:06d}") as tmp:
                 copy.deepcopy(ema).to(torch.float16).save_pretrained(tmp)
+                if ema_enc is not None:
+                    ema_enc.save_pretrained(Path(tmp) / "layout")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save_checkpoint(ckpt, step, unet, opt, sched, **extras)
             logger.info("step %d loss %.4f grounding %.4f (%.1fs)", step, loss_d.item(), loss_g.item(), time.time() - t0)
@@ -516,5 +617,6 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         cfg.max_length,
         {"retouch_guidance": cfg.guidance, "retouch_default_steps": cfg.default_steps},
         caption_reader=cfg.caption_reader if cfg.layout else None,
+        layout_encoder=ema_enc,
     )
     return {"steps": step, "loss": float(loss.item())}
