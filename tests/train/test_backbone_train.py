@@ -187,3 +187,37 @@ def test_decoder_fine_tune_from_a_shipped_autoencoder_keeps_its_encoder(tmp_path
     (tmp_path / "bad.json").write_text(json.dumps(tuned | {"out": str(tmp_path / "bad"), "decoder_steps": 0}))
     with pytest.raises(ValueError, match="decoder_steps"):
         run_recipe(tmp_path / "bad.json")
+
+
+def test_layout_encoder_and_repa_train_save_and_load(tmp_path):
+    """A layout teacher with the per-cell layout encoder and the REPA term: the UNet reads the map and the encoder's
+    features, the encoder is saved beside the map's config (and in each snapshot) and loaded with the pipeline; an unknown
+    REPA layer is refused by name."""
+    from retouch.models.caption_reader import DEFAULT_CAPTION_READER
+    from retouch.models.layout import LAYOUT_CHANNELS, LayoutEncoder
+
+    ae = {
+        "task": "autoencoder", "out": str(tmp_path / "ae"), "steps": 1, "batch_size": 2, "crop": 32, "pool": 4, "channels": [8, 16, 16, 16],
+        "blocks": [1, 1, 1, 1], "eval_n": 2, "stats_n": 4, "ckpt_every": 1, "threads": 1,
+    }  # fmt: skip
+    teacher = {
+        "task": "t2i", "out": str(tmp_path / "teacher"), "autoencoder": str(tmp_path / "ae"), "cache": str(tmp_path / "cache"),
+        "n_scenes": 8, "steps": 2, "batch_size": 4, "channels": [32, 32], "heads": 2, "ckpt_every": 1, "threads": 1,
+        "default_steps": 2, "layout": True, "caption_reader": str(DEFAULT_CAPTION_READER), "snapshot_every": 2, "bf16_cpu": True,
+        "layout_encoder": 16, "layout_features": 4, "repa": 0.5, "repa_layer": "down_blocks.0.attentions.0",
+    }  # fmt: skip
+    for name, r in (("ae", ae), ("teacher", teacher)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+        run_recipe(tmp_path / f"{name}.json")
+    assert any((tmp_path / "cache").glob("reader-*.npy"))
+    bb = load_backbone(tmp_path / "teacher")
+    assert bb.denoiser.unet.config.in_channels == 16 + LAYOUT_CHANNELS + 4
+    assert isinstance(bb.denoiser.layout_encoder, LayoutEncoder)
+    snap = LayoutEncoder.from_pretrained(tmp_path / "teacher" / "snapshots" / "step-000002" / "layout")
+    saved = bb.denoiser.layout_encoder.state_dict()
+    assert all(torch.equal(v.float(), saved[k].float()) for k, v in snap.state_dict().items())  # the final EMA, both places
+    assert generate(bb, ["a red star at the top left"], steps=2).shape == (1, 128, 128, 3)
+    bad = teacher | {"out": str(tmp_path / "bad"), "repa_layer": "down_blocks.9.attentions.0"}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="repa_layer 'down_blocks.9.attentions.0' is not one of this UNet's attention blocks"):
+        run_recipe(tmp_path / "bad.json")

@@ -528,7 +528,11 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     repa_head = hooked = None
     if cfg.repa > 0:
         feats = reader_feature_cache(cfg)  # (N, 128, 8, 8)
-        layer = dict(unet.named_modules())[cfg.repa_layer]
+        modules = dict(unet.named_modules())
+        if cfg.repa_layer not in modules or not hasattr(modules[cfg.repa_layer], "proj_out"):
+            names = [k for k, m in modules.items() if hasattr(m, "proj_out") and k.count(".") == 2]
+            raise ValueError(f"repa_layer {cfg.repa_layer!r} is not one of this UNet's attention blocks: {', '.join(names)}")
+        layer = modules[cfg.repa_layer]
         hooked = {}
         # the aligned features, kept by a forward hook (a Transformer2DModel returns a tuple or an output object)
         layer.register_forward_hook(lambda _m, _i, o: hooked.__setitem__("h", o[0] if isinstance(o, tuple) else o.sample))
