@@ -27,6 +27,16 @@ def _progress(desc: str, total: int):
 
 # -- world ----------------------------------------------------------------------
 def cmd_world_bench(a: argparse.Namespace) -> int:
+    if a.turns != 1:  # multi-turn edit chains in MagicBrush's turn structure (retouch.world.turn_suite)
+        if a.task != "edit":
+            raise ValueError(f"--turns belongs to --task edit, not {a.task}")
+        if not 1 <= a.turns <= 20:
+            raise ValueError(f"--turns must lie in [1, 20], got {a.turns}")
+        from .world.turn_suite import write_turn_suite
+
+        path = write_turn_suite(a.out, n=a.n, turns=a.turns, seed=a.seed, size=a.size, callback=_progress("turn suite", a.n))
+        print(f"wrote {a.n} sessions of {a.turns} turns to {path}")
+        return 0
     if a.task != "edit":  # the fill tasks' suites (retouch.world.fill_suite)
         from .world.fill_suite import write_fill_suite
 
@@ -193,6 +203,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 # -- edit -------------------------------------------------------------------------
 def cmd_edit(a: argparse.Namespace) -> int:
+    import numpy as np
+
     from .edit import Editor, check_output_path, check_text, load_image, load_mask, save_image
 
     out = Path(a.output)
@@ -200,6 +212,15 @@ def cmd_edit(a: argparse.Namespace) -> int:
     n_then = len(a.then or [])
     for p in [out] + [out.with_name(f"{out.stem}.turn{k + 1}{out.suffix}") for k in range(n_then)]:
         check_output_path(p, (a.image, a.mask))
+    show = Path(a.show_mask) if a.show_mask else None
+    if show is not None:
+        if show.suffix.lower() != ".png":
+            raise ValueError(f"{show}: --show-mask writes a PNG; give a .png name")
+        turn_paths = [out] + [out.with_name(f"{out.stem}.turn{k + 1}{out.suffix}") for k in range(n_then)]
+        for p in [show] + [show.with_name(f"{show.stem}.turn{k + 1}{show.suffix}") for k in range(n_then)]:
+            check_output_path(p, (a.image, a.mask))
+            if p.resolve() in {q.resolve() for q in turn_paths}:
+                raise ValueError(f"--show-mask {p} is also an edited image's output: choose another name")
     image = load_image(a.image)
     mask = load_mask(a.mask, image.shape[:2]) if a.mask else None
     for text, what in [(a.instruction, "instruction"), (a.target_prompt, "--target-prompt"), (a.source_prompt, "--source-prompt")] + [
@@ -225,6 +246,15 @@ def cmd_edit(a: argparse.Namespace) -> int:
             options["compose"] = a.compose
     elif a.inversion or a.mask_threshold is not None or a.auto_mask is not None or a.compose is not None:
         raise ValueError(f"--inversion, --mask-threshold, --auto-mask and --compose belong to --method turbo, not {a.method}")
+    if a.method == "region":
+        if a.predictor:
+            options["predictor"] = a.predictor
+        if a.region_threshold is not None:
+            if not 0.0 < a.region_threshold < 1.0:
+                raise ValueError(f"--region-threshold must lie in (0, 1), got {a.region_threshold}")
+            options["threshold"] = a.region_threshold
+    elif a.predictor or a.region_threshold is not None:
+        raise ValueError(f"--predictor and --region-threshold belong to --method region, not {a.method}")
     if a.rewriter != "reader" or a.rewriter_url or a.rewriter_model:
         options["rewriter"] = a.rewriter
         ropts = {k: v for k, v in (("base_url", a.rewriter_url), ("model", a.rewriter_model)) if v}
@@ -249,6 +279,14 @@ def cmd_edit(a: argparse.Namespace) -> int:
         save_image(turn.image, path)
         written.append(path)
         r = turn.result
+        mask_path = None
+        if show is not None:
+            mask_path = show if k == n_turns - 1 else show.with_name(f"{show.stem}.turn{k + 1}{show.suffix}")
+            if r.mask is None:
+                raise ValueError(f"method {a.method!r} reports no edit region, so --show-mask has nothing to save")
+            from .atomic import save_image as save_plain
+
+            save_plain((np.asarray(r.mask) * 255).round().clip(0, 255).astype(np.uint8), mask_path)
         print(
             json.dumps(
                 {
@@ -261,6 +299,8 @@ def cmd_edit(a: argparse.Namespace) -> int:
                     "nfe_edit": r.nfe_edit,
                     "seconds": round(turn.seconds, 3),
                 }
+                | ({"mask_output": str(mask_path), "mask_fraction": round(float(np.mean(r.mask)), 4)} if mask_path else {})
+                | ({"warning": r.info["warning"]} if r.info.get("warning") else {})
             ),
             flush=True,
         )
@@ -453,6 +493,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["edit", "inpaint", "erase", "outpaint"],
         help="edit: the ten PIE-Bench types (default); inpaint / erase / outpaint: a fill suite with exact truth (docs/inpaint.md)",
     )
+    b.add_argument(
+        "--turns",
+        type=int,
+        default=1,
+        help="1: a Shapes-PIE suite (default); K > 1: N sessions of K-turn edit chains in MagicBrush's format, truth after each turn",
+    )
     b.set_defaults(fn=cmd_world_bench)
     s = w.add_parser("sample", help="render a random scene and print its captions")
     s.add_argument("-o", "--output", required=True)
@@ -538,6 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument(
         "--compose", default=None, choices=["adaptive", "delta", "paste"], help="turbo: how the edit returns to pixels (default adaptive)"
     )
+    ed.add_argument(
+        "--show-mask", default=None, metavar="MASK.png", help="save the edited region (white = edited; earlier turns as MASK.turnK.png)"
+    )
+    ed.add_argument("--predictor", default=None, help="region: region predictor folder (default: models/region-predictor)")
+    ed.add_argument("--region-threshold", type=float, default=None, help="region: patch probability that joins the region (default 0.5)")
     ed.add_argument("--rewriter", default="reader", help="instruction -> caption backend: reader (default), rules, smollm2 or openai")
     ed.add_argument("--rewriter-url", default=None, help="openai: base URL of an OpenAI-compatible endpoint")
     ed.add_argument("--rewriter-model", default=None, help="openai: model name")

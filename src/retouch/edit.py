@@ -198,6 +198,7 @@ class Editor:
                 prev = turns[-1].result.info
                 req = EditRequest(
                     image=image,
+                    instruction=ins,  # the captions decide the edit; a method that localises from words (region) reads it too
                     source_prompt=prev["source_caption"],
                     target_prompt=rewriter.rewrite(prev["target_caption"], ins),
                     mask=mask,

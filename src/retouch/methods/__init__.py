@@ -165,4 +165,4 @@ def list_methods() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from . import baselines, inpaint, reference, turbo  # noqa: F401
+    from . import baselines, inpaint, reference, region, turbo  # noqa: F401

@@ -1,0 +1,259 @@
+"""The region predictor of "Beyond Editing Pairs" (sec. 3.2, eq. 1-3): where an instruction edits an image.
+
+Image patch features from a frozen CLIP vision tower are the queries; the instruction's token states from a
+frozen text encoder (the MiniLM the Shapes models and the caption reader read), projected to the image width,
+are the keys and values:
+
+    F_ca = CrossAttn(Q = F_img, K = V = proj(F_ins))        (eq. 1)
+    F_sa = SelfAttn(F_ca)                                    (eq. 2)
+    P    = sigmoid(MLP(F_sa)) per patch                      (eq. 3)
+
+``P`` is thresholded and reshaped to the patch grid, then resized to the image: the edit mask.  The scale of
+the region (one object, a group, the background, the whole image) is whatever the instruction's tokens make of
+the patches: there is no rule table.
+
+``ClipFeatures`` wraps any transformers ``CLIPModel`` (the world CLIP in ``models/world-clip`` for the Shapes
+world): patch features, the global image embedding, and caption embeddings, differentiably where training needs
+it.  The predictor is saved as ``model.safetensors`` + ``config.json`` (``save_pretrained`` / ``from_pretrained``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPE = "retouch-region-predictor"
+DEFAULT_REGION_PREDICTOR = Path(__file__).resolve().parents[3] / "models" / "region-predictor"
+DEFAULT_CLIP = Path(__file__).resolve().parents[3] / "models" / "world-clip"
+
+
+@dataclass
+class RegionPredictorConfig:
+    image_dim: int = 128  # the CLIP vision tower's width (world CLIP: 128)
+    text_dim: int = 384  # the instruction token states' width (all-MiniLM-L6-v2)
+    grid: tuple[int, int] = (8, 8)  # the patch grid (world CLIP: 128 px / 16 px patches)
+    heads: int = 4
+    mlp_ratio: int = 2
+    dropout: float = 0.0
+    threshold: float = 0.5  # probability at which a patch joins the mask
+    clip: str = "world-clip"  # which image encoder the features come from (recorded, checked on load by the caller)
+
+
+@dataclass
+class RegionOutput:
+    prob: Tensor  # (B, N) probability per patch
+    fused: Tensor  # (B, N, D): F_sa, the instruction-fused patch features (eq. 2)
+    grid: tuple[int, int]
+
+    def grid_prob(self) -> Tensor:
+        """(B, 1, gh, gw) probabilities on the patch grid."""
+        return self.prob.view(self.prob.shape[0], 1, *self.grid)
+
+
+class RegionPredictor(nn.Module):
+    """``forward(patches (B, N, image_dim), tokens (B, L, text_dim), token_mask (B, L)) -> RegionOutput``."""
+
+    def __init__(self, config: RegionPredictorConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or RegionPredictorConfig()
+        d = cfg.image_dim
+        if d % cfg.heads:
+            raise ValueError(f"image_dim {d} must be divisible by heads {cfg.heads}")
+        n = cfg.grid[0] * cfg.grid[1]
+        self.text_norm = nn.LayerNorm(cfg.text_dim)
+        self.text_proj = nn.Linear(cfg.text_dim, d)  # the instruction features, projected to the image width
+        self.pos = nn.Parameter(torch.randn(n, d) * 0.02)  # where each patch is (CLIP's own positions are inside its tower)
+        self.q_norm = nn.LayerNorm(d)
+        self.cross = nn.MultiheadAttention(d, cfg.heads, dropout=cfg.dropout, batch_first=True)  # eq. 1
+        self.sa_norm = nn.LayerNorm(d)
+        self.self_attn = nn.MultiheadAttention(d, cfg.heads, dropout=cfg.dropout, batch_first=True)  # eq. 2
+        self.mlp = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, 1))  # eq. 3
+
+    def forward(self, patches: Tensor, tokens: Tensor, token_mask: Tensor) -> RegionOutput:
+        cfg = self.config
+        n = cfg.grid[0] * cfg.grid[1]
+        if patches.ndim != 3 or patches.shape[1:] != (n, cfg.image_dim):
+            raise ValueError(f"patch features must be (B, {n}, {cfg.image_dim}), got {tuple(patches.shape)}")
+        if tokens.ndim != 3 or tokens.shape[-1] != cfg.text_dim:
+            raise ValueError(f"instruction token states must be (B, L, {cfg.text_dim}), got {tuple(tokens.shape)}")
+        if token_mask.shape != tokens.shape[:2] or tokens.shape[0] != patches.shape[0]:
+            raise ValueError(f"token mask {tuple(token_mask.shape)} does not match the token states {tuple(tokens.shape[:2])}")
+        w = self.text_proj.weight
+        pad = ~token_mask.bool()
+        pad = pad & ~pad.all(-1, keepdim=True)  # an all-padding row would make the softmax NaN
+        kv = self.text_proj(self.text_norm(tokens.to(w.dtype)))  # (B, L, d)
+        q = patches.to(w.dtype) + self.pos  # (B, N, d)
+        h = q + self.cross(self.q_norm(q), kv, kv, key_padding_mask=pad, need_weights=False)[0]  # eq. 1 (residual)
+        s = self.sa_norm(h)
+        h = h + self.self_attn(s, s, s, need_weights=False)[0]  # eq. 2
+        logit = self.mlp(h)[..., 0]  # (B, N)
+        return RegionOutput(torch.sigmoid(logit), h, cfg.grid)
+
+    # -- masks ---------------------------------------------------------------------------------------
+    def mask(self, out: RegionOutput, size: tuple[int, int], threshold: float | None = None) -> np.ndarray:
+        """The thresholded patch grid at image size (H, W): (B, H, W) bool (nearest-neighbour resize of the grid)."""
+        return region_mask(out.grid_prob(), size, self.config.threshold if threshold is None else threshold)
+
+    # -- files ---------------------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+        from safetensors.torch import save as save_bytes
+
+        from ..atomic import write_bytes, write_text
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        sd = {k: v.detach().to(dtype).contiguous().cpu() for k, v in self.state_dict().items()}
+        write_bytes(folder / "model.safetensors", save_bytes(sd))
+        write_text(folder / "config.json", json.dumps({"model_type": MODEL_TYPE} | asdict(self.config), indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None) -> RegionPredictor:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder) if folder is not None else DEFAULT_REGION_PREDICTOR
+        cfg_path, weights = folder / "config.json", folder / "model.safetensors"
+        if not cfg_path.is_file() or not weights.is_file():
+            raise FileNotFoundError(
+                f"{folder} is not a region predictor folder (config.json and model.safetensors); "
+                "train one with `retouch train recipes/region.json`"
+            )
+        try:
+            raw = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{cfg_path} is not valid JSON: {e}") from e
+        if not isinstance(raw, dict) or raw.get("model_type") != MODEL_TYPE:
+            raise ValueError(f"{cfg_path}: model_type is not {MODEL_TYPE!r}")
+        known = {f.name for f in fields(RegionPredictorConfig)}
+        kw = {k: v for k, v in raw.items() if k in known}
+        if "grid" in kw:
+            kw["grid"] = tuple(kw["grid"])
+        model = cls(RegionPredictorConfig(**kw))
+        try:
+            sd = load_file(str(weights))
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{weights} cannot be read ({e})") from e
+        try:
+            model.load_state_dict({k: v.float() for k, v in sd.items()})
+        except RuntimeError as e:
+            raise ValueError(f"{weights} does not fit {cfg_path}: {e}") from e
+        return model.eval()
+
+
+def region_mask(grid_prob: Tensor, size: tuple[int, int], threshold: float) -> np.ndarray:
+    """(B, 1, gh, gw) probabilities -> (B, H, W) bool: thresholded on the grid, then resized (nearest) to ``size``."""
+    m = (grid_prob.detach().float() >= threshold).float()
+    up = F.interpolate(m, size=tuple(size), mode="nearest")
+    return up[:, 0].cpu().numpy() > 0.5
+
+
+# -- frozen encoders -------------------------------------------------------------------------------
+class ClipFeatures:
+    """A frozen transformers ``CLIPModel``: patch features, global image embeddings and text embeddings.
+
+    Images go in as (B, 3, H, W) floats in [0, 1] (differentiable: the CLIP losses backpropagate through it) or
+    as HxWx3 uint8 arrays; they are resized to the tower's square input (bilinear, antialiased) and normalised
+    with the processor's mean and std.
+    """
+
+    def __init__(self, model, tokenizer, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        vc = model.config.vision_config
+        self.size = int(vc.image_size)
+        self.grid = (self.size // int(vc.patch_size),) * 2
+        self.width = int(vc.hidden_size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> ClipFeatures:
+        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+
+        folder = Path(folder) if folder is not None else DEFAULT_CLIP
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{folder} is not a CLIPModel folder (no config.json)")
+        try:
+            model = CLIPModel.from_pretrained(folder, local_files_only=True)
+            proc = CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
+            tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{folder}: cannot load a CLIPModel with its processor and tokenizer ({type(e).__name__}: {e})") from e
+        return cls(model, tok, proc.image_mean, proc.image_std)
+
+    def pixels(self, images: np.ndarray | Sequence[np.ndarray]) -> Tensor:
+        """uint8 (B, H, W, 3) -> (B, 3, H, W) float in [0, 1]."""
+        arr = np.stack([np.asarray(im) for im in images]) if not isinstance(images, np.ndarray) else images
+        if arr.ndim == 3:
+            arr = arr[None]
+        return torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float() / 255.0
+
+    def _vision(self, x: Tensor):
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        x = (x - self.mean.to(x)) / self.std.to(x)
+        return self.model.vision_model(pixel_values=x)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(global embedding (B, P) unit length, patch features (B, N, D)) of images (B, 3, H, W) in [0, 1]."""
+        out = self._vision(x)
+        emb = self.model.visual_projection(out.pooler_output)
+        return F.normalize(emb, dim=-1), out.last_hidden_state[:, 1:]
+
+    @torch.no_grad()
+    def encode_images(self, images: np.ndarray | Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
+        return self.encode(self.pixels(images))
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> Tensor:
+        """Caption embeddings (B, P), unit length (CLIP's text CLS, projected)."""
+        n = int(self.model.config.text_config.max_position_embeddings)
+        b = self.tokenizer(list(texts), padding=True, truncation=True, max_length=n, return_tensors="pt")
+        from ..eval.clip import _features  # projected features across transformers versions
+
+        emb = _features(self.model.get_text_features(input_ids=b["input_ids"], attention_mask=b["attention_mask"]), "text_embeds")
+        return F.normalize(emb.float(), dim=-1)
+
+
+class InstructionEncoder:
+    """Instruction -> frozen token states (B, L, D) and their mask (B, L): the MiniLM of the Shapes models by default,
+    or any (encoder, tokenizer) pair whose encoder returns ``last_hidden_state``."""
+
+    def __init__(self, encoder=None, tokenizer=None, max_length: int = 64) -> None:
+        if encoder is None or tokenizer is None:
+            from .caption_reader import text_model
+
+            encoder, tokenizer = text_model()
+        self.encoder, self.tokenizer, self.max_length = encoder.eval(), tokenizer, max_length
+        self.width = int(encoder.config.hidden_size)
+
+    @torch.no_grad()
+    def __call__(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        if isinstance(texts, str):
+            raise TypeError("InstructionEncoder takes a list of instructions, not a string")
+        b = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        h = self.encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        m = b["attention_mask"].bool()
+        return h * m[..., None], m
+
+
+__all__ = [
+    "ClipFeatures",
+    "DEFAULT_REGION_PREDICTOR",
+    "InstructionEncoder",
+    "RegionOutput",
+    "RegionPredictor",
+    "RegionPredictorConfig",
+    "region_mask",
+]

@@ -1,0 +1,91 @@
+"""The region predictor (eq. 1-3): shapes, the instruction's effect, padding, masks, files, and the frozen encoders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from retouch.models.region import ClipFeatures, RegionPredictor, RegionPredictorConfig, region_mask
+
+CFG = RegionPredictorConfig(image_dim=32, text_dim=24, grid=(4, 4), heads=2)
+
+
+def _inputs(b: int = 2, length: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 16, 32, generator=g), torch.randn(b, length, 24, generator=g), torch.ones(b, length, dtype=torch.bool)
+
+
+@pytest.fixture(scope="module")
+def model() -> RegionPredictor:
+    torch.manual_seed(0)
+    return RegionPredictor(CFG).eval()
+
+
+def test_one_probability_per_patch_that_depends_on_the_instruction(model):
+    p, t, m = _inputs()
+    out = model(p, t, m)
+    assert out.prob.shape == (2, 16) and out.fused.shape == (2, 16, 32) and out.grid_prob().shape == (2, 1, 4, 4)
+    assert ((out.prob > 0) & (out.prob < 1)).all()
+    other = model(p, torch.randn_like(t), m)
+    assert not torch.allclose(out.prob, other.prob)  # the instruction moves the region
+
+
+def test_padding_tokens_are_ignored(model):
+    p, t, m = _inputs()
+    padded_t = torch.cat([t, torch.randn(2, 3, 24)], 1)  # junk behind the mask must not matter
+    padded_m = torch.cat([m, torch.zeros(2, 3, dtype=torch.bool)], 1)
+    assert torch.allclose(model(p, t, m).prob, model(p, padded_t, padded_m).prob, atol=1e-6)
+
+
+def test_the_mask_is_the_thresholded_grid_at_image_size(model):
+    prob = torch.tensor([[0.9, 0.1], [0.2, 0.6]]).view(1, 1, 2, 2)
+    m = region_mask(prob, (4, 6), threshold=0.5)
+    assert m.shape == (1, 4, 6) and m.dtype == bool
+    assert m[0, :2, :3].all() and not m[0, :2, 3:].any() and not m[0, 2:, :3].any() and m[0, 2:, 3:].all()
+    out = model(*_inputs())
+    assert model.mask(out, (20, 20)).shape == (2, 20, 20)
+
+
+def test_save_and_load_round_trip(model, tmp_path: Path):
+    folder = model.save_pretrained(tmp_path / "pred")
+    again = RegionPredictor.from_pretrained(folder)
+    assert again.config == CFG
+    p, t, m = _inputs()
+    assert torch.allclose(again(p, t, m).prob, model(p, t, m).prob, atol=2e-3)  # stored in fp16
+    assert (folder / "model.safetensors").stat().st_size < 100_000
+
+
+def test_bad_folders_and_inputs_are_clear_errors(model, tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="not a region predictor folder"):
+        RegionPredictor.from_pretrained(tmp_path / "nothing")
+    folder = model.save_pretrained(tmp_path / "p2")
+    (folder / "config.json").write_text(json.dumps({"model_type": "other"}))
+    with pytest.raises(ValueError, match="model_type"):
+        RegionPredictor.from_pretrained(folder)
+    p, t, m = _inputs()
+    with pytest.raises(ValueError, match="patch features must be"):
+        model(p[:, :5], t, m)
+    with pytest.raises(ValueError, match="token states must be"):
+        model(p, t[..., :5], m)
+
+
+def test_clip_features_are_differentiable_and_match_the_no_grad_path(tmp_path: Path):
+    from tests.eval.test_clip import _write_tiny_clip
+
+    _write_tiny_clip(tmp_path / "clip")
+    clip = ClipFeatures.load(tmp_path / "clip")
+    assert clip.grid == (4, 4) and clip.width == 32
+    imgs = np.random.default_rng(0).integers(0, 256, (2, 40, 40, 3), dtype=np.uint8)
+    e, p = clip.encode_images(imgs)
+    assert e.shape == (2, 16) and p.shape == (2, 16, 32)
+    assert torch.allclose(e.norm(dim=-1), torch.ones(2), atol=1e-5)
+    x = clip.pixels(imgs).requires_grad_(True)
+    e2, p2 = clip.encode(x)
+    assert torch.allclose(e2, e, atol=1e-5)
+    (e2.sum() + p2.sum()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert clip.embed_texts(["abc", "de"]).shape == (2, 16)
