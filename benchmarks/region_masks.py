@@ -1,0 +1,119 @@
+"""Region-predictor mask quality per edit type on a Shapes-PIE suite, against the world's exact edit masks (docs/region.md).
+
+    python benchmarks/region_masks.py --predictor runs/region-probe --n 90 --seed 4242 --json runs/region-masks.json
+    python benchmarks/region_masks.py --suite SUITE_DIR --predictor models/region-predictor      # an existing suite
+    python benchmarks/region_masks.py --baseline whole --n 90 --seed 4242                        # the whole image as the mask
+    python benchmarks/region_masks.py --baseline untrained --n 90 --seed 4242                    # a fresh, untrained predictor
+
+Per type: IoU, precision, recall, how often the mask misses the changed object entirely (no shared pixel), the mask's
+share of the image, and the milliseconds one mask prediction takes (CLIP features + instruction + predictor, one image).
+The exact masks are read without PIE-Bench's one-pixel border.  "local 1-8" averages the local types (random and
+style, whose mask is the whole image, apart), the issue's target (IoU >= 0.70).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from retouch.eval.masks import mask_scores, summarise  # noqa: E402
+from retouch.world.edits import EDIT_TYPES  # noqa: E402
+
+
+def cases_from(args) -> list[tuple[str, int, str, np.ndarray, np.ndarray]]:
+    """(id, type, instruction, image, exact mask) per case: from --suite, or generated in memory from --n / --seed."""
+    if args.suite:
+        from retouch.world.suite import load_suite
+
+        out = []
+        for c in load_suite(args.suite):
+            img = c.load_image()
+            out.append((c.id, c.editing_type_id, c.editing_instruction, img, c.mask(img.shape[:2], border=False)))
+        return out
+    from retouch.world.suite import generate_edits
+
+    return [(cid, e.type_id, e.instruction, e.render_source(), e.mask) for cid, e in generate_edits(args.n, args.seed)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--predictor", default=None, help="region predictor folder (default: models/region-predictor)")
+    ap.add_argument("--baseline", default=None, choices=["whole", "untrained"], help="score a reference mask instead")
+    ap.add_argument("--suite", default=None, help="a Shapes-PIE suite folder (default: cases generated from --n / --seed)")
+    ap.add_argument("--n", type=int, default=700)
+    ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--threshold", type=float, default=None, help="patch probability threshold (default: the predictor's)")
+    ap.add_argument("--clip", default=None, help="CLIP folder (default: the one the predictor names)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from retouch.methods.region import resolve_clip
+    from retouch.models.region import (
+        DEFAULT_REGION_PREDICTOR,
+        ClipFeatures,
+        InstructionEncoder,
+        RegionPredictor,
+        RegionPredictorConfig,
+        region_mask,
+    )
+
+    cases = cases_from(args)
+    predictor = clip = instructions = None
+    if args.baseline != "whole":
+        if args.baseline == "untrained":
+            torch.manual_seed(0)
+            predictor = RegionPredictor(RegionPredictorConfig()).eval()
+            folder = DEFAULT_REGION_PREDICTOR
+        else:
+            folder = Path(args.predictor) if args.predictor else DEFAULT_REGION_PREDICTOR
+            predictor = RegionPredictor.from_pretrained(folder)
+        clip = ClipFeatures.load(Path(args.clip) if args.clip else resolve_clip(predictor.config.clip, folder))
+        instructions = InstructionEncoder()
+    th = args.threshold if args.threshold is not None else (predictor.config.threshold if predictor else None)
+    rows, ms = [], []
+    with torch.no_grad():
+        for cid, tid, instr, img, truth in cases:
+            if predictor is None:
+                pred = np.ones_like(truth)
+            else:
+                t0 = time.perf_counter()
+                _, p = clip.encode_images(img[None])
+                tok, tm = instructions([instr])
+                pred = region_mask(predictor(p, tok, tm).grid_prob(), img.shape[:2], th)[0]
+                ms.append(1000 * (time.perf_counter() - t0))
+            rows.append({"id": cid, "type": tid} | mask_scores(pred, truth))
+    summary = summarise(rows)
+    local = [r for r in rows if r["type"] not in (0, 9)]
+    summary["local 1-8"] = summarise(local)["all"] if local else {}
+    what = f"baseline {args.baseline}" if args.baseline else str(args.predictor or DEFAULT_REGION_PREDICTOR)
+    print(f"{what}: {len(rows)} cases, threshold {th}" + (f", mask prediction {np.median(ms):.1f} ms (median)" if ms else ""))
+    print("| type | n | IoU | precision | recall | missed | mask share |\n|---|---|---|---|---|---|---|")
+    for key, s in summary.items():
+        name = f"{key} {EDIT_TYPES[int(key)]}" if key.isdigit() else key
+        print(f"| {name} | {s['n']} | {s['iou']:.3f} | {s['precision']:.3f} | {s['recall']:.3f} | {s['miss']:.3f} | {s['fraction']:.3f} |")
+    if args.json:
+        out = {
+            "what": what,
+            "threshold": th,
+            "n": len(rows),
+            "ms_median": float(np.median(ms)) if ms else None,
+            "by_type": summary,
+            "rows": rows,
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
