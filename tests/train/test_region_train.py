@@ -90,7 +90,7 @@ def test_two_steps_train_save_evaluate_and_resume(tiny_shapes_dir, tmp_path):  #
         steps=2,
         batch_size=2,
         warmup=1,
-        eval_n=10,
+        eval_n=4,
         ckpt_every=1,
     )
     metrics = train_region(cfg)
