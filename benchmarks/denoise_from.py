@@ -46,9 +46,6 @@ def main() -> None:
     unet = UNet2DConditionModel.from_pretrained(folder / "unet" if (folder / "unet").is_dir() else folder, torch_dtype=torch.float32).eval()
     bb = load_backbone(a.base)
     bb.denoiser.unet = unet
-    from retouch.models.layout import LayoutEncoder
-
-    bb.denoiser.layout_encoder = LayoutEncoder.from_pretrained((folder if (folder / "layout").is_dir() else folder.parent) / "layout")
     ae = AutoencoderDC.from_pretrained(resolve_folder(a.autoencoder), torch_dtype=torch.float32).eval()
     bb.autoencoder, bb.vae_scale = ae, float(ae.config.scaling_factor)
     reader = SceneReader.from_pretrained()

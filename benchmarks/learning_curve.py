@@ -122,9 +122,6 @@ def main() -> None:
     for snap in snaps:
         step = int(snap.name.split("-")[1])
         unet = UNet2DConditionModel.from_pretrained(snap, torch_dtype=torch.float32).eval()
-        from retouch.models.layout import LayoutEncoder
-
-        backbone.denoiser.layout_encoder = LayoutEncoder.from_pretrained(snap / "layout")  # None for a raw-map run
         t0 = time.time()
         r = score_unet(backbone, unet, scenes, a.layout, a.steps, guidance)
         images = step * int(cfg["batch_size"])

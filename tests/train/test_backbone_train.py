@@ -189,12 +189,14 @@ def test_decoder_fine_tune_from_a_shipped_autoencoder_keeps_its_encoder(tmp_path
         run_recipe(tmp_path / "bad.json")
 
 
-def test_layout_encoder_and_repa_train_save_and_load(tmp_path):
-    """A layout teacher with the per-cell layout encoder and the REPA term: the UNet reads the map and the encoder's
-    features, the encoder is saved beside the map's config (and in each snapshot) and loaded with the pipeline; an unknown
-    REPA layer is refused by name."""
+
+def test_repa_term_trains_a_layout_teacher_and_names_a_bad_layer(tmp_path):
+    """REPA (``repa`` > 0): the scene reader's per-place features of the training renders are cached once, the run
+    trains and saves a pipeline that loads and draws like any other (the projector is not part of it), and an unknown
+    layer is refused by name."""
     from retouch.models.caption_reader import DEFAULT_CAPTION_READER
-    from retouch.models.layout import LAYOUT_CHANNELS, LayoutEncoder
+    from retouch.models.layout import LAYOUT_CHANNELS
+    from retouch.train.t2i import reader_features
 
     ae = {
         "task": "autoencoder", "out": str(tmp_path / "ae"), "steps": 1, "batch_size": 2, "crop": 32, "pool": 4, "channels": [8, 16, 16, 16],
@@ -203,19 +205,21 @@ def test_layout_encoder_and_repa_train_save_and_load(tmp_path):
     teacher = {
         "task": "t2i", "out": str(tmp_path / "teacher"), "autoencoder": str(tmp_path / "ae"), "cache": str(tmp_path / "cache"),
         "n_scenes": 8, "steps": 2, "batch_size": 4, "channels": [32, 32], "heads": 2, "ckpt_every": 1, "threads": 1,
-        "default_steps": 2, "layout": True, "caption_reader": str(DEFAULT_CAPTION_READER), "snapshot_every": 2, "bf16_cpu": True,
-        "layout_encoder": 16, "layout_features": 4, "repa": 0.5, "repa_layer": "down_blocks.0.attentions.0",
+        "default_steps": 2, "layout": True, "caption_reader": str(DEFAULT_CAPTION_READER), "bf16_cpu": True,
+        "repa": 0.5, "repa_layer": "down_blocks.0.attentions.0",
     }  # fmt: skip
     for name, r in (("ae", ae), ("teacher", teacher)):
         (tmp_path / f"{name}.json").write_text(json.dumps(r))
         run_recipe(tmp_path / f"{name}.json")
-    assert any((tmp_path / "cache").glob("reader-*.npy"))
+    # the cached targets are the reader's features of each scene's own render, each place's 4 x 4 map where the place lies
+    (cached,) = (tmp_path / "cache").glob("reader-*.npy")
+    feats = np.load(cached)
+    scene = random_scene(random.Random(3000 * 1_000_003 + 5))
+    assert feats.shape == (8, 128, 8, 8) and np.array_equal(feats[5], reader_features([scene])[0])
+    assert not np.array_equal(feats[5, :, :4, :4], feats[5, :, 4:, 4:])
     bb = load_backbone(tmp_path / "teacher")
-    assert bb.denoiser.unet.config.in_channels == 16 + LAYOUT_CHANNELS + 4
-    assert isinstance(bb.denoiser.layout_encoder, LayoutEncoder)
-    snap = LayoutEncoder.from_pretrained(tmp_path / "teacher" / "snapshots" / "step-000002" / "layout")
-    saved = bb.denoiser.layout_encoder.state_dict()
-    assert all(torch.equal(v.float(), saved[k].float()) for k, v in snap.state_dict().items())  # the final EMA, both places
+    assert bb.denoiser.unet.config.in_channels == 16 + LAYOUT_CHANNELS
+    assert not any("repa" in k for k in bb.denoiser.unet.state_dict())
     assert generate(bb, ["a red star at the top left"], steps=2).shape == (1, 128, 128, 3)
     bad = teacher | {"out": str(tmp_path / "bad"), "repa_layer": "down_blocks.9.attentions.0"}
     (tmp_path / "bad.json").write_text(json.dumps(bad))

@@ -202,8 +202,6 @@ class UNetDenoiser(Denoiser):
     def __init__(self, unet: nn.Module, prediction_type: str, alphas_cumprod: Tensor) -> None:
         super().__init__(prediction_type, alphas_cumprod)
         self.unet = unet
-        # the Shapes model's learned layout features (models/layout.py LayoutEncoder), when its folder has one
-        self.layout_encoder: nn.Module | None = None
         # SDXL's UNet adds an embedding of the pooled text and the size ids to the time embedding
         self.text_time = getattr(unet.config, "addition_embed_type", None) == "text_time"
 
@@ -213,10 +211,7 @@ class UNetDenoiser(Denoiser):
         cond = cond.broadcast_to(b)
         dtype = self.unet.dtype
         # extra input channels after the latent: the method's (mask, masked latents), then the caption's layout map
-        layout = cond.layout
-        if layout is not None and self.layout_encoder is not None:
-            layout = self.layout_encoder(layout.to(x))  # (B, M + features, h, w)
-        extra = [c.to(x) for c in (concat, layout) if c is not None]
+        extra = [c.to(x) for c in (concat, cond.layout) if c is not None]
         inp = torch.cat([x, *extra], dim=1) if extra else x  # (B, C + C' + M, h, w)
         added = None
         if self.text_time:
@@ -571,11 +566,6 @@ def _load_unet_backbone(kind: str, encoder_names: tuple[str, ...], folder: Path,
         reader = CaptionReader.from_pretrained(component_folder(folder, "caption_reader")).to(device).eval()
     cfg = scheduler.config
     denoiser = UNetDenoiser(unet, cfg.get("prediction_type", "epsilon"), scheduler.alphas_cumprod)
-    if reader is not None:
-        from .layout import LayoutEncoder
-
-        enc = LayoutEncoder.from_pretrained(folder / "layout")
-        denoiser.layout_encoder = enc.to(device, dtype) if enc is not None else None
     shift = getattr(vae.config, "shift_factor", None)
     return Backbone(
         denoiser=denoiser,

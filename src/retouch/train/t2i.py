@@ -77,8 +77,6 @@ class T2ITrainConfig:
     bf16_cpu: bool = False  # bfloat16 autocast on the CPU too (CUDA always uses it); measured in docs/backbone.md
     caption_reader: str = "models/caption-reader"  # with ``layout``: the reader the saved pipeline paints its map with
     layout: bool = False  # the UNet reads the scene's layout map (models/layout.py) as extra input channels
-    layout_encoder: int = 0  # with ``layout``, > 0: a per-cell coordinate network of this width adds learned features (LayoutEncoder)
-    layout_features: int = 32  # the channels it adds
     # representation alignment (REPA, Yu et al. 2025, eq. 8): a projection of the UNet's 8 x 8 features is pulled towards
     # the frozen scene reader's per-place features of the clean image (cosine), which speeds up learning what each place
     # holds. The reader sees only the training renders, never a generated image, so no gradient asks the UNet to please it
@@ -243,15 +241,6 @@ def latent_cache(cfg: T2ITrainConfig) -> np.ndarray:
     return np.load(lat_path, mmap_mode="r")
 
 
-def build_layout_encoder(cfg: T2ITrainConfig) -> Any:
-    """The recipe's LayoutEncoder, or None (no layout map, or the raw map alone)."""
-    if not (cfg.layout and cfg.layout_encoder > 0):
-        return None
-    from ..models.layout import LayoutEncoder, LayoutEncoderConfig
-
-    return LayoutEncoder(LayoutEncoderConfig(hidden=cfg.layout_encoder, features=cfg.layout_features))
-
-
 @torch.no_grad()
 def reader_features(scenes: list, batch_size: int = 100) -> np.ndarray:
     """The shipped scene reader's per-place features of the rendered scenes, (N, 128, 8, 8) float16: each place's
@@ -304,8 +293,6 @@ def build_unet(cfg: T2ITrainConfig, latent_channels: int, sample_size: int, cros
 
     from ..models.layout import LAYOUT_CHANNELS
 
-    extra = (LAYOUT_CHANNELS + (cfg.layout_features if cfg.layout_encoder > 0 else 0)) if cfg.layout else 0
-
     n = len(cfg.channels)
     # cross-attention at every level but the coarsest, where a UNet has only a 4 x 4 map left
     down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
@@ -313,7 +300,7 @@ def build_unet(cfg: T2ITrainConfig, latent_channels: int, sample_size: int, cros
     return UNet2DConditionModel(
         sample_size=sample_size,
         # the layout map enters beside the noisy latent (SD-inpainting's and InstructPix2Pix's way of adding inputs)
-        in_channels=latent_channels + extra,
+        in_channels=latent_channels + (LAYOUT_CHANNELS if cfg.layout else 0),
         out_channels=latent_channels,
         down_block_types=down,
         up_block_types=up,
@@ -351,7 +338,6 @@ def save_pipeline(
     extra: dict | None = None,
     share_with: str | Path | None = None,
     caption_reader: str | Path | None = None,
-    layout_encoder: Any = None,
 ) -> None:
     """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, and
     text-encoder and tokenizer folders that point into the MiniLM package. With ``share_with`` (a pipeline
@@ -399,8 +385,6 @@ def save_pipeline(
 
         (out / "layout").mkdir()
         (out / "layout" / "config.json").write_text(json.dumps(layout_config(), indent=2) + "\n")
-        if layout_encoder is not None:
-            layout_encoder.save_pretrained(out / "layout")
         target = resolve_folder(caption_reader).resolve()
         (out / "caption_reader").mkdir()
         rel = os.path.relpath(target, (out / "caption_reader").resolve())
@@ -517,14 +501,6 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     params = [{"params": list(unet.parameters())}]
     extras: dict[str, torch.nn.Module] = {"ema": ema}
-    enc = build_layout_encoder(cfg)
-    ema_enc = None
-    if enc is not None:
-        # trained with the UNet by the same denoising loss; its EMA copy is what the pipeline keeps
-        enc.to(dev)
-        ema_enc = copy.deepcopy(enc).eval().requires_grad_(False)
-        params.append({"params": list(enc.parameters())})
-        extras |= {"layout_encoder": enc, "ema_layout_encoder": ema_enc}
     repa_head = hooked = None
     if cfg.repa > 0:
         feats = reader_feature_cache(cfg)  # (N, 128, 8, 8)
@@ -577,8 +553,6 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
             layout = scene_layout(batch_scenes, h, h).to(dev)  # (B, M, h, w)
             # classifier-free guidance drops the map with the caption (the null map is all zeros)
             layout[drop] = 0
-            if enc is not None:
-                layout = enc(layout)  # (B, M + features, h, w)
         if cfg.grounding > 0:
             with capture_cross_attention(unet, AttentionStore(keep_grad=True)) as store:
                 loss_d = diffusion_loss(unet, x0, tokens, alphas, cfg.prediction_type, cfg.min_snr_gamma, g, pixel_weight, layout, bf16)
@@ -599,16 +573,12 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         sched.step()
         step += 1
         ema_update(ema, unet, min(cfg.ema, (1 + step) / (10 + step)))
-        if enc is not None:
-            ema_update(ema_enc, enc, min(cfg.ema, (1 + step) / (10 + step)))
         bar.update(1)
         bar.set_postfix(loss=f"{loss_d.item():.4f}", ground=f"{loss_g.item():.3f}", repa=f"{loss_r.item():.3f}")
         if cfg.snapshot_every and step % cfg.snapshot_every == 0:
             # the EMA UNet alone, fp16: a learning curve scores these against images seen (benchmarks/learning_curve.py)
             with atomic_folder(out / "snapshots" / f"step-{step:06d}") as tmp:
                 copy.deepcopy(ema).to(torch.float16).save_pretrained(tmp)
-                if ema_enc is not None:
-                    ema_enc.save_pretrained(Path(tmp) / "layout")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save_checkpoint(ckpt, step, unet, opt, sched, **extras)
             logger.info("step %d loss %.4f grounding %.4f (%.1fs)", step, loss_d.item(), loss_g.item(), time.time() - t0)
@@ -621,6 +591,5 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         cfg.max_length,
         {"retouch_guidance": cfg.guidance, "retouch_default_steps": cfg.default_steps},
         caption_reader=cfg.caption_reader if cfg.layout else None,
-        layout_encoder=ema_enc,
     )
     return {"steps": step, "loss": float(loss.item())}
