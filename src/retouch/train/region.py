@@ -228,8 +228,8 @@ def evaluate_masks(predictor, clip, instructions, n: int, seed: int, threshold: 
         for (cid, e), pm in zip(chunk, masks, strict=True):
             rows.append({"id": cid, "type": e.type_id} | mask_scores(pm, e.mask))
     summary = summarise(rows)
-    local = [r for r in rows if r["type"] not in (0, 9)]  # the target: the local types 1-8 (style apart)
-    summary["local_1_8"] = summarise(local, by="type")["all"] if local else {}
+    local = [r for r in rows if r["type"] != 9]  # the target: the nine local types 0-8 (style, the whole image, apart)
+    summary["local_0_8"] = summarise(local, by="type")["all"] if local else {}
     return {"n": n, "seed": seed, "threshold": th, "by_type": summary}
 
 
