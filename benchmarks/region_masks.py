@@ -7,7 +7,8 @@
 
 Per type: IoU, precision, recall, how often the mask misses the changed object entirely (no shared pixel), the mask's
 share of the image, and the milliseconds one mask prediction takes (CLIP features + instruction + predictor, one image).
-The exact masks are read without PIE-Bench's one-pixel border.  "local 0-8" averages the nine local types 0-8 (style, whose mask is the whole image, apart): the issue's target (IoU >= 0.70).
+The exact masks are read without PIE-Bench's one-pixel border.  "local 0-8" averages the nine local types 0-8
+(style, whose mask is the whole image, apart): the issue's target (IoU >= 0.70).
 """
 
 from __future__ import annotations
