@@ -175,15 +175,18 @@ def test_decoder_fine_tune_from_a_shipped_autoencoder_keeps_its_encoder(tmp_path
         "task": "autoencoder", "out": str(tmp_path / "ae"), "steps": 1, "batch_size": 2, "crop": 32, "pool": 4, "channels": [8, 16, 16, 16],
         "blocks": [1, 1, 1, 1], "eval_n": 2, "stats_n": 4, "ckpt_every": 1, "threads": 1,
     }  # fmt: skip
-    tuned = base | {"out": str(tmp_path / "tuned"), "init": str(tmp_path / "ae"), "decoder_steps": 2, "equivariance": 1.0}
+    tuned = base | {"out": str(tmp_path / "tuned"), "init": str(tmp_path / "ae"), "steps": 0, "decoder_steps": 2, "equivariance": 1.0}
     tuned["decoder_lr"] = 1e-2
-    for name, r in (("base", base), ("tuned", tuned)):
+    # with steps > 0 the same init is fine-tuned jointly (EQ-VAE style): the encoder moves, so the latents change
+    joint = base | {"out": str(tmp_path / "joint"), "init": str(tmp_path / "ae"), "steps": 2, "lr": 1e-2, "equivariance": 1.0}
+    for name, r in (("base", base), ("tuned", tuned), ("joint", joint)):
         (tmp_path / f"{name}.json").write_text(json.dumps(r))
         run_recipe(tmp_path / f"{name}.json")
     assert encoder_key(tmp_path / "ae") == encoder_key(tmp_path / "tuned")
     a = load_file(tmp_path / "ae" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "tuned" / "diffusion_pytorch_model.safetensors")
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    assert encoder_key(tmp_path / "joint") != encoder_key(tmp_path / "ae")
     (tmp_path / "bad.json").write_text(json.dumps(tuned | {"out": str(tmp_path / "bad"), "decoder_steps": 0}))
     with pytest.raises(ValueError, match="decoder_steps"):
         run_recipe(tmp_path / "bad.json")
