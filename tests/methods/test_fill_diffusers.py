@@ -14,29 +14,17 @@ import torch
 import retouch
 from retouch.cli import main
 from retouch.methods import get_method
-from tests.models.conftest import _text_config, _vae, tiny_tokenizer
+from tests.models.conftest import _text_config, _vae, tiny_sd_unet, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny_inpaint_dir(tmp_path_factory) -> Path:
     """A random StableDiffusionInpaintPipeline folder: 32 px working size, 16x16x4 latents, UNet in_channels 9."""
-    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
     from transformers import CLIPTextModel
 
     root = tmp_path_factory.mktemp("tiny-sd-inpaint")
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=9,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=(2, 4),
-        norm_num_groups=32,
-    )
+    unet = tiny_sd_unet(in_channels=9)
     torch.manual_seed(0)
     vae = _vae()
     tokenizer = tiny_tokenizer(root / "_tok")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -79,19 +80,17 @@ def _vae():
     )
 
 
-@pytest.fixture(scope="session")
-def tiny_sd_dir(tmp_path_factory) -> Path:
-    """A random SD-Turbo-like StableDiffusionPipeline folder: 32 px images, 16x16x4 latents."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
+def tiny_sd_unet(in_channels: int) -> Any:
+    """diffusers' get_dummy_components SD UNet (seeded): 16x16x4 latents, 32-wide text states; ``in_channels`` 4 for
+    text-to-image, 9 for SD-inpainting (noisy latent, mask, masked-image latent)."""
+    from diffusers import UNet2DConditionModel
 
-    root = tmp_path_factory.mktemp("tiny-sd-turbo")
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=16,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -99,6 +98,16 @@ def tiny_sd_dir(tmp_path_factory) -> Path:
         attention_head_dim=(2, 4),
         norm_num_groups=32,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory) -> Path:
+    """A random SD-Turbo-like StableDiffusionPipeline folder: 32 px images, 16x16x4 latents."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextModel
+
+    root = tmp_path_factory.mktemp("tiny-sd-turbo")
+    unet = tiny_sd_unet(in_channels=4)
     torch.manual_seed(0)
     vae = _vae()
     tokenizer = tiny_tokenizer(root / "_tok")
