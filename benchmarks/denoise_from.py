@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from retouch.eval.metrics import scene_match, summarise_matches
-from retouch.models.backbone import TEACHER_MODEL, load_backbone, resolve_folder
+from retouch.models.backbone import TEACHER_MODEL, load_backbone
 from retouch.models.layout import scene_layout
 from retouch.sampling import sample_ddim
 from retouch.world import detailed_caption, random_scene
@@ -38,15 +39,15 @@ def main() -> None:
     ap.add_argument("--t0", type=int, nargs="+", default=[200, 400, 600, 800, 999])
     a = ap.parse_args()
     torch.set_num_threads(2)
-    from pathlib import Path
+    from diffusers import UNet2DConditionModel
 
-    from diffusers import AutoencoderDC, UNet2DConditionModel
+    from retouch.train.t2i import load_autoencoder
 
     folder = Path(a.unet)
     unet = UNet2DConditionModel.from_pretrained(folder / "unet" if (folder / "unet").is_dir() else folder, torch_dtype=torch.float32).eval()
     bb = load_backbone(a.base)
     bb.denoiser.unet = unet
-    ae = AutoencoderDC.from_pretrained(resolve_folder(a.autoencoder), torch_dtype=torch.float32).eval()
+    ae = load_autoencoder(a.autoencoder)
     bb.autoencoder, bb.vae_scale = ae, float(ae.config.scaling_factor)
     reader = SceneReader.from_pretrained()
     rng = random.Random(f"captions/{a.seed}")

@@ -35,11 +35,9 @@ def main() -> None:
     torch.set_num_threads(2)
     bb = load_backbone(args.model)
     if args.autoencoder:
-        from diffusers import AutoencoderDC
+        from retouch.train.t2i import load_autoencoder
 
-        from retouch.models.backbone import resolve_folder
-
-        ae = AutoencoderDC.from_pretrained(resolve_folder(args.autoencoder), torch_dtype=torch.float32).eval()
+        ae = load_autoencoder(args.autoencoder)
         bb.autoencoder, bb.vae_scale = ae, float(ae.config.scaling_factor)
     reader = SceneReader.from_pretrained()
     rng = random.Random(f"captions/{args.seed}")

@@ -109,11 +109,9 @@ def main() -> None:
         raise SystemExit(f"{run}/snapshots has no step-* folders: train with snapshot_every > 0")
     backbone = load_backbone(a.base)
     # the snapshots' latents belong to the autoencoder the run was trained on, not necessarily the base pipeline's
-    from diffusers import AutoencoderDC
+    from retouch.train.t2i import load_autoencoder
 
-    from retouch.models.backbone import resolve_folder
-
-    vae = AutoencoderDC.from_pretrained(resolve_folder(a.autoencoder or cfg["autoencoder"]), torch_dtype=torch.float32).eval()
+    vae = load_autoencoder(a.autoencoder or cfg["autoencoder"])
     backbone.autoencoder, backbone.vae_scale = vae, float(vae.config.scaling_factor)
     scenes = held_out(a.n, a.seed)
     out = Path(a.out or f"runs/curve-{run.name}")

@@ -249,7 +249,8 @@ def markdown_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(rows: list[dict], summary: dict, json_out: Path) -> None:
+def write_reports(rows: list[dict], summary: dict, json_out: Path, markdown: str | None = None) -> None:
+    """Per-case CSV, a markdown table (``markdown``, else the editing table of ``summary``) and the summary JSON."""
     json_out.parent.mkdir(parents=True, exist_ok=True)
     sweep_temps(json_out.parent, names=[json_out.with_suffix(s).name for s in (".csv", ".md", ".json")])
     keys: list[str] = []
@@ -260,5 +261,5 @@ def write_reports(rows: list[dict], summary: dict, json_out: Path) -> None:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    write_text(json_out.with_suffix(".md"), markdown_table(summary))
+    write_text(json_out.with_suffix(".md"), markdown if markdown is not None else markdown_table(summary))
     write_json(json_out, summary)

@@ -17,7 +17,6 @@ Reference methods (``identity``, ``oracle``) get the truth as in ``retouch bench
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -28,12 +27,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import atomic_write, sweep_temps, write_json, write_text
 from ..methods import EditRequest, EditResult, Method, get_method
 from ..world.fill_suite import FillCase, load_fill_suite
 from ..world.reader import SceneReader, read_scenes
 from ..world.render import object_footprint
 from ..world.scene import GRID, N_SLOTS, OBJECT_ATTRS
+from .bench import write_reports
 from .metrics import scene_match
 
 logger = logging.getLogger(__name__)
@@ -195,14 +194,4 @@ def fill_table(summaries: list[dict]) -> str:
 
 
 def write_fill_reports(rows: list[dict], summary: dict, json_out: Path) -> None:
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    sweep_temps(json_out.parent, names=[json_out.with_suffix(s).name for s in (".csv", ".md", ".json")])
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with atomic_write(json_out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    write_text(json_out.with_suffix(".md"), f"# {summary['method']} on {summary['suite']} ({summary['task']})\n\n" + fill_table([summary]))
-    write_json(json_out, summary)
+    write_reports(rows, summary, json_out, f"# {summary['method']} on {summary['suite']} ({summary['task']})\n\n" + fill_table([summary]))
