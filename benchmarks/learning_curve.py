@@ -9,8 +9,13 @@ points given as IMAGES:ACCURACY) to the same axes.
     python benchmarks/learning_curve.py runs/shapes-layout-teacher --n 200 --out runs/curve-layout
     python benchmarks/learning_curve.py runs/shapes-layout-teacher --layout reader   # the caption reader's map
 
-``--layout oracle`` (the default for runs trained with a layout map) paints the exact scene's map, so the
-curve measures the UNet alone; ``reader`` paints what the pipeline's caption reader reads from the caption.
+``--layout oracle`` (the default for runs trained with a layout map) paints the exact scene's map (and, for a run
+with a draft network, the encoded draft of the exact reading), so the curve measures the UNet alone; ``reader``
+paints what the pipeline's caption reader reads from the caption. ``--curve NAME=RUN/curve.json`` adds the
+learning curve a draft run wrote while it trained (``retouch train recipes/draft.json``) to the same axes.
+
+    python benchmarks/learning_curve.py runs/shapes-draft-teacher --n 200 --curve "draft alone=models/draft/curve.json" \
+        --old "layout map (no draft)=12800:0.460,25600:0.556,38400:0.604,51200:0.628,64000:0.645,76800:0.654"
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 from retouch.eval.metrics import scene_match, summarise_matches
 from retouch.generate import initial_noise
 from retouch.models.backbone import TEACHER_MODEL, load_backbone
-from retouch.models.layout import scene_layout
+from retouch.models.layout import reading_of_scenes, scene_layout
 from retouch.sampling import sample_ddim, timesteps_for
 from retouch.world import detailed_caption, random_scene
 from retouch.world.reader import SceneReader, read_scenes
@@ -53,6 +58,9 @@ def score_unet(backbone, unet, scenes, layout: str, steps: int, guidance: float,
         h = backbone.default_size // backbone.vae_factor
         if layout == "oracle":
             cond.layout = scene_layout(part, h, h)
+            if backbone.draft is not None:
+                size = (backbone.default_size, backbone.default_size)
+                cond.layout = torch.cat([cond.layout, backbone.draft_latents(reading_of_scenes(part), size)], dim=1)
             uncond.layout = torch.zeros_like(cond.layout)
         x = torch.cat([initial_noise(backbone, 1, backbone.default_size, 1000 + i + k) for k in range(len(part))])
         lat = sample_ddim(backbone.denoiser, x, timesteps_for(steps), cond, guidance=guidance, uncond=uncond)
@@ -94,6 +102,7 @@ def main() -> None:
     ap.add_argument("--autoencoder", default=None, help="autoencoder folder that decodes the samples (default: the run recipe's own)")
     ap.add_argument("--every", type=int, default=1, help="score every k-th snapshot")
     ap.add_argument("--old", nargs="*", default=[], help="NAME=IMAGES:ACC,IMAGES:ACC,... fixed points of another design")
+    ap.add_argument("--curve", nargs="*", default=[], help="NAME=PATH: a curve.json a draft run wrote (images seen, scores)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -113,6 +122,10 @@ def main() -> None:
 
     vae = load_autoencoder(a.autoencoder or cfg["autoencoder"])
     backbone.autoencoder, backbone.vae_scale = vae, float(vae.config.scaling_factor)
+    if cfg.get("draft"):
+        from retouch.models.draft import DraftNet
+
+        backbone.draft = DraftNet.from_pretrained(cfg["draft"])
     scenes = held_out(a.n, a.seed)
     out = Path(a.out or f"runs/curve-{run.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +143,9 @@ def main() -> None:
     for spec in a.old:
         name, pts = spec.split("=", 1)
         curves[name] = [(int(x), {"attr_accuracy": float(y), "exact_scene": None}) for x, y in (p.split(":") for p in pts.split(","))]
+    for spec in a.curve:
+        name, path = spec.split("=", 1)
+        curves[name] = [(int(c["images"]), c) for c in json.loads(Path(path).read_text())]
     keys = [k for k in points[0][1] if k.startswith("acc_")]
     lines = [
         f"Learning curve of `{run}` ({a.n} held-out detailed captions, caption seed {a.seed}, {a.steps} DDIM steps, "

@@ -110,8 +110,9 @@ def test_backbone_recipes_run_end_to_end(tmp_path):
 
 
 def test_layout_teacher_student_and_inversion_read_the_caption_reader_map(tmp_path):
-    """A layout-map teacher saves its map's channels and a link to its caption reader; the loader paints the map
-    from the caption, the student and the inversion network read it too, and turbo's layout mask follows it."""
+    """A layout-map teacher with a draft network saves its map's channels and links to its caption reader and draft;
+    the loader paints the map and the encoded draft from the caption, the student and the inversion network read
+    them too, and turbo's layout mask follows the map."""
     from retouch.models.caption_reader import DEFAULT_CAPTION_READER
     from retouch.models.layout import LAYOUT_CHANNELS
 
@@ -123,6 +124,11 @@ def test_layout_teacher_student_and_inversion_read_the_caption_reader_map(tmp_pa
         "task": "t2i", "out": str(tmp_path / "teacher"), "autoencoder": str(tmp_path / "ae"), "cache": str(tmp_path / "cache"),
         "n_scenes": 8, "steps": 2, "batch_size": 4, "channels": [32, 32], "heads": 2, "ckpt_every": 1, "threads": 1,
         "default_steps": 2, "layout": True, "caption_reader": str(DEFAULT_CAPTION_READER), "snapshot_every": 1, "bf16_cpu": True,
+        "draft": str(tmp_path / "draft"),
+    }  # fmt: skip
+    draft = {
+        "task": "draft", "out": str(tmp_path / "draft"), "cache": str(tmp_path / "cache"), "n_scenes": 4, "steps": 1, "batch_size": 2,
+        "widths": [16, 16, 8, 8], "embed": 32, "seam": 8, "eval_n": 2, "threads": 1,
     }  # fmt: skip
     student = {
         "task": "distill", "out": str(tmp_path / "turbo"), "teacher": teacher["out"], "teacher_recipe": str(tmp_path / "teacher.json"),
@@ -134,15 +140,21 @@ def test_layout_teacher_student_and_inversion_read_the_caption_reader_map(tmp_pa
         "teacher_recipe": str(tmp_path / "teacher.json"), "detailed_only": False, "steps": 1, "batch_size": 2, "eval_n": 2,
         "ckpt_every": 1, "rank": 2,
     }  # fmt: skip
-    for name, r in (("ae", ae), ("teacher", teacher), ("student", student), ("inversion", inversion)):
+    for name, r in (("ae", ae), ("draft", draft), ("teacher", teacher), ("student", student), ("inversion", inversion)):
         (tmp_path / f"{name}.json").write_text(json.dumps(r))
         run_recipe(tmp_path / f"{name}.json")
     assert sorted(p.name for p in (tmp_path / "teacher" / "snapshots").iterdir()) == ["step-000001", "step-000002"]
     t, s = load_backbone(tmp_path / "teacher"), load_backbone(tmp_path / "turbo")
     for bb in (t, s):
-        assert bb.caption_reader is not None and bb.denoiser.unet.config.in_channels == 16 + LAYOUT_CHANNELS
+        assert bb.caption_reader is not None and bb.draft is not None
+        assert bb.denoiser.unet.config.in_channels == 16 + LAYOUT_CHANNELS + 16
         cond = bb.encode_text(["a red star at the top left", "a blue square at the bottom right"])
-        assert cond.layout.shape == (2, LAYOUT_CHANNELS, 16, 16) and not torch.equal(cond.layout[0], cond.layout[1])
+        assert cond.layout.shape == (2, LAYOUT_CHANNELS + 16, 16, 16) and not torch.equal(cond.layout[0], cond.layout[1])
+        # the draft's channels are the autoencoder's encoding of the draft network's picture of the caption's reading
+        with torch.no_grad():
+            reading = bb.caption_reader(*_tokens_and_mask(bb, ["a red star at the top left"]))
+            want = bb.encode_images(((bb.draft.draw(reading) + 1) * 127.5).round().permute(0, 2, 3, 1).to(torch.uint8).numpy())
+        torch.testing.assert_close(cond.layout[:1, LAYOUT_CHANNELS:], want, atol=0.15, rtol=0)
         assert torch.count_nonzero(bb.unconditional(1).layout) == 0  # guidance drops the map with the caption
     assert generate(t, ["a red star"], steps=2).shape == (1, 128, 128, 3)
 
@@ -164,6 +176,12 @@ def test_layout_teacher_student_and_inversion_read_the_caption_reader_map(tmp_pa
     shutil.move(tmp_path / "teacher", tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="retouch_link.json"):
         load_backbone(tmp_path / "turbo")
+
+
+def _tokens_and_mask(bb, prompts):
+    enc, tok = bb.text_encoders[0], bb.tokenizers[0]
+    b = tok(prompts, padding="max_length", truncation=True, max_length=tok.model_max_length, return_tensors="pt")
+    return enc(b.input_ids, attention_mask=b.attention_mask)[0] * b.attention_mask[..., None], b.attention_mask
 
 
 def test_decoder_fine_tune_from_a_shipped_autoencoder_keeps_its_encoder(tmp_path):

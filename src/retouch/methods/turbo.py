@@ -224,8 +224,12 @@ class TurboEdit(Method):
                 if c_src.layout is None:
                     raise ValueError("mask='layout' needs a generator with a layout map (a Shapes layout model); use 'attention' or 'none'")
                 # the cells where the source and target captions' maps differ: the places (or, for background and
-                # style, the whole image) the edit names; exact, with no attention threshold to tune
-                diff = (c_src.layout - c_tgt.layout).abs().amax(dim=1, keepdim=True)  # (1, 1, h, w)
+                # style, the whole image) the edit names; exact, with no attention threshold to tune. The map's own
+                # channels only: a draft's encoded latents (models/draft.py) that follow it differ a little everywhere
+                from ..models.layout import LAYOUT_CHANNELS
+
+                m_src, m_tgt = c_src.layout[:, :LAYOUT_CHANNELS], c_tgt.layout[:, :LAYOUT_CHANNELS]
+                diff = (m_src - m_tgt).abs().amax(dim=1, keepdim=True)  # (1, 1, h, w)
                 masks.append((diff > 0.5).float())
                 out = sample_turbo(bb.denoiser, inv, cond, mask=soft(masks[-1]), callback=cb)
             elif s.mask == "difference":

@@ -244,6 +244,8 @@ class Backbone:
     path: Path | None = None
     # the Shapes models' caption reader (models/caption_reader.py): the caption's layout map (models/layout.py)
     caption_reader: Any = field(default=None, repr=False)
+    # the Shapes models' draft network (models/draft.py): the reading drawn in pixels, encoded as more map channels
+    draft: Any = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -285,7 +287,10 @@ class Backbone:
                     h, w = _hw(size if size is not None else self.default_size)
                     f = self.vae_factor
                     reading = self.caption_reader(tokens.float(), mask)  # LayoutReading: (B, 4, 29), (B, 12)
-                    layout = paint_layout(reading, h // f, w // f).to(tokens.dtype)  # (B, M, h/f, w/f)
+                    layout = paint_layout(reading, h // f, w // f)  # (B, M, h/f, w/f)
+                    if self.draft is not None:
+                        layout = torch.cat([layout, self.draft_latents(reading, (h, w)).to(layout)], dim=1)  # (B, M + C, h/f, w/f)
+                    layout = layout.to(tokens.dtype)
                 return TextConditioning(tokens, layout=layout)  # (B, L, D), (B, M, h, w) or None
             use_mask = getattr(enc.config, "use_attention_mask", False)
             tokens = enc(ids, attention_mask=mask if use_mask else None)[0]  # (B, L, D)
@@ -319,6 +324,25 @@ class Backbone:
         return null.repeat(n)
 
     @torch.no_grad()
+    def draft_latents(self, reading: Any, size: tuple[int, int]) -> Tensor:
+        """The draft network's picture of a ``LayoutReading``, encoded: (B, C, H/f, W/f) scaled latents."""
+        x = self.draft.draw(reading)  # (B, 3, 128, 128) in [-1, 1]
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self._encode_pixels(x)
+
+    def _encode_pixels(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) in [-1, 1] -> scaled latents (B, C, H/f, W/f): the latent distribution's mean."""
+        vae_dtype = next(self.autoencoder.parameters()).dtype
+        enc = self.autoencoder.encode(x.to(self.device, vae_dtype))
+        # AutoencoderKL gives a distribution (its mean is the code), AutoencoderDC / Tiny a tensor
+        mean = enc.latent_dist.mean if hasattr(enc, "latent_dist") else getattr(enc, "latent", None)
+        if mean is None:
+            mean = enc.latents
+        # mean: (B, C, H/f, W/f)
+        return ((mean - self.vae_shift) * self.vae_scale).to(self.dtype)
+
+    @torch.no_grad()
     def encode_images(self, images: np.ndarray | Sequence[np.ndarray]) -> Tensor:
         """uint8 RGB (B, H, W, 3) -> latents (B, C, H/f, W/f): the latent distribution's mean, scaled."""
         arr = np.stack([np.asarray(im) for im in images]) if not isinstance(images, np.ndarray) else images
@@ -329,16 +353,8 @@ class Backbone:
         f = self.vae_factor
         if arr.shape[1] % f or arr.shape[2] % f:
             raise ValueError(f"image size {arr.shape[1]}x{arr.shape[2]} is not a multiple of the autoencoder's factor {f}")
-        vae_dtype = next(self.autoencoder.parameters()).dtype
         x = torch.from_numpy(np.array(arr, copy=True)).to(self.device).permute(0, 3, 1, 2)  # (B, 3, H, W)
-        x = x.to(vae_dtype) / 127.5 - 1.0  # [-1, 1]
-        enc = self.autoencoder.encode(x)
-        # AutoencoderKL gives a distribution (its mean is the code), AutoencoderDC / Tiny a tensor
-        mean = enc.latent_dist.mean if hasattr(enc, "latent_dist") else getattr(enc, "latent", None)
-        if mean is None:
-            mean = enc.latents
-        # mean: (B, C, H/f, W/f)
-        return ((mean - self.vae_shift) * self.vae_scale).to(self.dtype)
+        return self._encode_pixels(x.float() / 127.5 - 1.0)  # [-1, 1]
 
     @torch.no_grad()
     def decode_latents(self, latents: Tensor) -> np.ndarray:
@@ -564,6 +580,15 @@ def _load_unet_backbone(kind: str, encoder_names: tuple[str, ...], folder: Path,
             )
         check_layout_config(folder / "layout")
         reader = CaptionReader.from_pretrained(component_folder(folder, "caption_reader")).to(device).eval()
+    draft = None
+    if index.get("draft"):
+        from .draft import DraftNet
+
+        if reader is None or list(index["draft"]) != ["retouch", "DraftNet"]:
+            raise ValueError(
+                f"{folder / 'model_index.json'}: draft {index['draft']!r} needs a caption_reader and the class ['retouch', 'DraftNet']"
+            )
+        draft = DraftNet.from_pretrained(component_folder(folder, "draft")).to(device).eval()
     cfg = scheduler.config
     denoiser = UNetDenoiser(unet, cfg.get("prediction_type", "epsilon"), scheduler.alphas_cumprod)
     shift = getattr(vae.config, "shift_factor", None)
@@ -585,6 +610,7 @@ def _load_unet_backbone(kind: str, encoder_names: tuple[str, ...], folder: Path,
         zero_null_text=bool(index.get("force_zeros_for_empty_prompt", False)),
         path=folder,
         caption_reader=reader,
+        draft=draft,
     )
 
 

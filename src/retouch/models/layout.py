@@ -140,9 +140,10 @@ def scene_layout(scenes: list[Scene], h: int, w: int) -> Tensor:
     return paint_layout(reading_of_scenes(scenes), h, w)
 
 
-def layout_config() -> dict:
-    """The channel layout written to a model folder's ``layout/config.json``."""
-    return {
+def layout_config(draft_channels: int = 0) -> dict:
+    """The channel layout written to a model folder's ``layout/config.json``; ``draft_channels`` (the autoencoder's
+    latent channels) when the folder has a draft network (``models/draft.py``), whose encoded draft follows the map."""
+    return ({"draft_channels": draft_channels} if draft_channels else {}) | {
         "channels": LAYOUT_CHANNELS,
         "grid": GRID,
         "object_fields": [[name, list(vocab)] for name, vocab in OBJECT_FIELDS],

@@ -37,7 +37,7 @@ from ..atomic import atomic_write
 from ..sampling import timesteps_for
 from . import register_task
 from .loop import pick_device, resume, save_checkpoint, start_run
-from .t2i import ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache, training_captions
+from .t2i import LayoutSource, ema_update, load_t2i_recipe, make_scheduler, save_pipeline, text_cache
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +65,16 @@ class DistillConfig:
     share_teacher: bool = False
 
 
-def layout_maps(scenes: list | None, idx: np.ndarray, size: int, device: torch.device) -> torch.Tensor | None:
-    """The layout maps (B, M, size, size) of training scenes ``idx`` (None for a teacher without a layout map)."""
-    if scenes is None:
-        return None
-    from ..models.layout import scene_layout
-
-    return scene_layout([scenes[i] for i in idx], size, size).to(device)
+def layout_maps(source: LayoutSource | None, idx: np.ndarray, size: int, device: torch.device) -> torch.Tensor | None:
+    """The extra input channels (B, M [+ C], size, size) of training scenes ``idx`` (None for a teacher without a layout map)."""
+    return None if source is None else source(idx, size, size, device)
 
 
 @torch.no_grad()
-def teacher_pairs(cfg: DistillConfig, texts: np.ndarray, null: np.ndarray, scenes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(noise, teacher sample) latent pairs for the first ``n_pairs`` cached captions (with ``scenes``: their layout maps)."""
+def teacher_pairs(
+    cfg: DistillConfig, texts: np.ndarray, null: np.ndarray, scenes: LayoutSource | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(noise, teacher sample) latent pairs for the first ``n_pairs`` cached captions (with ``scenes``: their layout channels)."""
     from ..models.backbone import TextConditioning, load_backbone
     from ..sampling import sample_ddim
 
@@ -121,7 +119,7 @@ def train_distill(cfg: DistillConfig) -> dict:
     tcfg = load_t2i_recipe(cfg.teacher_recipe)
     texts, null = text_cache(tcfg)  # the teacher's training captions; no latents needed here
     # a layout-map teacher (and so its student) reads each training scene's map beside the latent
-    scenes = training_captions(tcfg)[0] if (Path(cfg.teacher) / "layout").is_dir() else None
+    scenes = LayoutSource(tcfg) if (Path(cfg.teacher) / "layout").is_dir() else None
     # the pairs belong to one teacher: its weights' size and time stamp are part of the key
     w = Path(cfg.teacher) / "unet" / "diffusion_pytorch_model.safetensors"
     if not w.is_file():
@@ -183,8 +181,9 @@ def train_distill(cfg: DistillConfig) -> dict:
 
     vae = component_folder(Path(cfg.teacher), "vae")
     reader = component_folder(Path(cfg.teacher), "caption_reader") if scenes is not None else None
+    draft = component_folder(Path(cfg.teacher), "draft") if (Path(cfg.teacher) / "draft").is_dir() else None
     save_pipeline(
         out, ema, vae, scheduler, tcfg.max_length, extra, share_with=cfg.teacher if cfg.share_teacher else None,
-        caption_reader=reader,
+        caption_reader=reader, draft=draft,
     )
     return {"steps": step, "loss": float(loss.item())}

@@ -67,7 +67,7 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
     from ..models.backbone import TextConditioning
     from ..models.inversion import InversionConfig, InversionNet, save_inversion
     from ..sampling import timesteps_for, turbo_step
-    from .t2i import latent_cache, load_t2i_recipe, text_cache, training_captions
+    from .t2i import LayoutSource, latent_cache, load_t2i_recipe, text_cache, training_captions
 
     out = start_run(cfg)
     dev = pick_device(cfg.device)
@@ -89,10 +89,10 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
     if gen.caption_reader is not None:
         from ..models.layout import LAYOUT_CHANNELS
 
-        layout_ch = LAYOUT_CHANNELS
+        layout_ch = LAYOUT_CHANNELS + (gen.latent_channels if gen.draft is not None else 0)
     icfg = InversionConfig(rank=cfg.rank, alpha=float(cfg.rank), generator=str(cfg.generator), extra={"layout_channels": layout_ch})
     net = InversionNet(den.unet, icfg).to(dev)
-    scenes = training_captions(tcfg)[0] if layout_ch else None
+    source = LayoutSource(tcfg) if layout_ch else None
     if cfg.init:
         from ..models.inversion import load_inversion_weights
 
@@ -115,10 +115,8 @@ def train_inversion(cfg: InversionTrainConfig) -> dict:
         x0 = torch.from_numpy(latents[idx].astype(np.float32)).to(dev)  # (B, C, h, w)
         tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
         layout = None
-        if scenes is not None:
-            from ..models.layout import scene_layout
-
-            layout = scene_layout([scenes[i] for i in idx], x0.shape[2], x0.shape[3]).to(dev)  # (B, M, h, w)
+        if source is not None:
+            layout = source(idx, x0.shape[2], x0.shape[3], dev)  # (B, M [+ C], h, w)
         cond = TextConditioning(tokens, layout=layout)  # tokens (B, L, 384)
         prev = torch.zeros_like(x0)
         opt.zero_grad(set_to_none=True)

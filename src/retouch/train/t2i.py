@@ -77,6 +77,9 @@ class T2ITrainConfig:
     bf16_cpu: bool = False  # bfloat16 autocast on the CPU too (CUDA always uses it); measured in docs/backbone.md
     caption_reader: str = "models/caption-reader"  # with ``layout``: the reader the saved pipeline paints its map with
     layout: bool = False  # the UNet reads the scene's layout map (models/layout.py) as extra input channels
+    # with ``layout``: a draft network folder (models/draft.py); the draft of each scene's reading, encoded by the
+    # autoencoder, enters after the map as as many more input channels as the latent has
+    draft: str = ""
     # representation alignment (REPA, Yu et al. 2025, eq. 8): a projection of the UNet's 8 x 8 features is pulled towards
     # the frozen scene reader's per-place features of the clean image (cosine), which speeds up learning what each place
     # holds. The reader sees only the training renders, never a generated image, so no gradient asks the UNet to please it
@@ -272,6 +275,61 @@ def reader_feature_cache(cfg: T2ITrainConfig) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
+def draft_key(draft: str | Path) -> str:
+    """A short hash of a draft network's weights."""
+    import hashlib
+
+    from ..models.backbone import resolve_folder
+
+    return hashlib.sha1((resolve_folder(draft) / "model.safetensors").read_bytes()).hexdigest()[:12]
+
+
+@torch.no_grad()
+def draft_latent_cache(cfg: T2ITrainConfig) -> np.ndarray:
+    """The encoded drafts of the training scenes' exact readings (N, C, h, w) float16, memory-mapped; computed once
+    per (draft, encoder)."""
+    from ..models.draft import DraftNet
+    from ..models.layout import reading_of_scenes
+
+    cache, tag = _cache_dir(cfg)
+    path = cache / f"drafts-{tag}-{draft_key(cfg.draft)}-{encoder_key(cfg.autoencoder)}.npy"
+    if not path.is_file():
+        dev = pick_device(cfg.device)
+        net = DraftNet.from_pretrained(cfg.draft).to(dev)
+        ae = load_autoencoder(cfg.autoencoder).to(dev)
+        scale = float(ae.config.scaling_factor)
+        scenes, out = training_captions(cfg)[0], []
+        for i in tqdm(range(0, len(scenes), 64), desc="draft latents", mininterval=10):
+            x = net.draw(reading_of_scenes(scenes[i : i + 64]))  # (b, 3, 128, 128)
+            out.append((ae.encode(x).latent * scale).half().cpu().numpy())  # (b, C, h, w)
+        _save_npy(path, np.concatenate(out))
+    return np.load(path, mmap_mode="r")
+
+
+class LayoutSource:
+    """The extra input channels of a layout-map model for training scenes: the exact layout map (models/layout.py),
+    then, for a model with a draft network, the cached encoded draft. One source for every loop (teacher,
+    distillation, inversion) that trains on a t2i recipe's scenes."""
+
+    def __init__(self, cfg: T2ITrainConfig, scenes: list | None = None) -> None:
+        if not cfg.layout:
+            raise ValueError("a layout source needs a recipe with layout: true")
+        self.scenes = scenes if scenes is not None else training_captions(cfg)[0]
+        self.drafts = draft_latent_cache(cfg) if cfg.draft else None
+
+    def __call__(self, idx: np.ndarray, h: int, w: int, device: torch.device) -> torch.Tensor:
+        """(B, M [+ C], h, w) for training scenes ``idx``."""
+        from ..models.layout import scene_layout
+
+        maps = scene_layout([self.scenes[i] for i in idx], h, w)  # (B, M, h, w)
+        if self.drafts is not None:
+            d = torch.from_numpy(self.drafts[idx].astype(np.float32))  # (B, C, h', w')
+            if d.shape[-2:] != (h, w):
+                raise ValueError(f"cached drafts are {tuple(d.shape[-2:])}, asked for {h}x{w}")
+            maps = torch.cat([maps, d], dim=1)
+        return maps.to(device)
+
+
 class RepaHead(torch.nn.Module):
     """REPA's projector (a 3-layer MLP, here as 1x1 convolutions) from UNet features to the target's width."""
 
@@ -300,7 +358,7 @@ def build_unet(cfg: T2ITrainConfig, latent_channels: int, sample_size: int, cros
     return UNet2DConditionModel(
         sample_size=sample_size,
         # the layout map enters beside the noisy latent (SD-inpainting's and InstructPix2Pix's way of adding inputs)
-        in_channels=latent_channels + (LAYOUT_CHANNELS if cfg.layout else 0),
+        in_channels=latent_channels + (LAYOUT_CHANNELS if cfg.layout else 0) + (latent_channels if cfg.draft else 0),
         out_channels=latent_channels,
         down_block_types=down,
         up_block_types=up,
@@ -338,13 +396,15 @@ def save_pipeline(
     extra: dict | None = None,
     share_with: str | Path | None = None,
     caption_reader: str | Path | None = None,
+    draft: str | Path | None = None,
 ) -> None:
     """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, and
     text-encoder and tokenizer folders that point into the MiniLM package. With ``share_with`` (a pipeline
     folder whose autoencoder is these same weights, as a distilled student's teacher), ``vae/`` holds a
     ``retouch_link.json`` pointing there instead of a second copy (``models.backbone.component_folder``).
     ``caption_reader`` (a ``CaptionReader`` folder) marks a layout-map UNet: ``layout/config.json`` records the
-    map's channels and ``caption_reader/`` links to the reader that paints it."""
+    map's channels and ``caption_reader/`` links to the reader that paints it; ``draft`` (a ``DraftNet`` folder, with
+    ``caption_reader``) adds ``draft/``, a link to the network whose encoded drafts follow the map."""
     import os
 
     import diffusers
@@ -379,16 +439,26 @@ def save_pipeline(
         scheduler.save_pretrained(tmp)
     shutil.rmtree(out / "caption_reader", ignore_errors=True)
     shutil.rmtree(out / "layout", ignore_errors=True)
+    shutil.rmtree(out / "draft", ignore_errors=True)
+    if draft is not None and caption_reader is None:
+        raise ValueError("a draft network needs the caption reader whose reading it draws")
+
+    def link_to(name: str, source: str | Path) -> None:
+        target = resolve_folder(source).resolve()
+        (out / name).mkdir()
+        rel = os.path.relpath(target, (out / name).resolve())
+        (out / name / LINK_REF).write_text(json.dumps({"folder": rel}) + "\n")
+
     if caption_reader is not None:
         # a layout-map UNet: the map's channel layout, and the caption reader that paints it (a link, not a copy)
         from ..models.layout import layout_config
 
         (out / "layout").mkdir()
-        (out / "layout" / "config.json").write_text(json.dumps(layout_config(), indent=2) + "\n")
-        target = resolve_folder(caption_reader).resolve()
-        (out / "caption_reader").mkdir()
-        rel = os.path.relpath(target, (out / "caption_reader").resolve())
-        (out / "caption_reader" / LINK_REF).write_text(json.dumps({"folder": rel}) + "\n")
+        draft_channels = int(unet.config.out_channels) if draft is not None else 0
+        (out / "layout" / "config.json").write_text(json.dumps(layout_config(draft_channels), indent=2) + "\n")
+        link_to("caption_reader", caption_reader)
+        if draft is not None:
+            link_to("draft", draft)
     tok = AutoTokenizer.from_pretrained(_package_folder(), model_max_length=max_length)
     # the tokenizer, like the text encoder, is read from the package (with the padded length fixed here)
     shutil.rmtree(out / "tokenizer", ignore_errors=True)
@@ -410,7 +480,7 @@ def save_pipeline(
         "vae": ["diffusers", "AutoencoderDC"],
     } | (
         {"caption_reader": ["retouch", "CaptionReader"]} if caption_reader is not None else {}
-    ) | (extra or {})
+    ) | ({"draft": ["retouch", "DraftNet"]} if draft is not None else {}) | (extra or {})
     write_json(out / "model_index.json", index)
 
 
@@ -528,6 +598,7 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
     if need_scenes:
         scenes, slots_np = grounding_data(cfg)
         ground = GroundingLoss(skip=tuple(cfg.grounding_skip), pixel=cfg.grounding_pixel, floor=cfg.grounding_floor)
+    source = LayoutSource(cfg, scenes) if cfg.layout else None
     unet.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="t2i", mininterval=10)
     t0 = time.time()
@@ -547,10 +618,8 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
             slots = torch.from_numpy(slots_np[idx].astype(np.int64)).to(dev)  # (B, L)
             slots[drop] = -1
         layout, bf16 = None, cfg.bf16_cpu
-        if cfg.layout:
-            from ..models.layout import scene_layout
-
-            layout = scene_layout(batch_scenes, h, h).to(dev)  # (B, M, h, w)
+        if source is not None:
+            layout = source(idx, h, h, dev)  # (B, M [+ C], h, w)
             # classifier-free guidance drops the map with the caption (the null map is all zeros)
             layout[drop] = 0
         if cfg.grounding > 0:
@@ -591,5 +660,6 @@ def train_t2i(cfg: T2ITrainConfig) -> dict:
         cfg.max_length,
         {"retouch_guidance": cfg.guidance, "retouch_default_steps": cfg.default_steps},
         caption_reader=cfg.caption_reader if cfg.layout else None,
+        draft=cfg.draft or None,
     )
     return {"steps": step, "loss": float(loss.item())}
