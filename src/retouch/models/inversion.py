@@ -141,7 +141,8 @@ def load_inversion(folder: str | Path, unet: nn.Module, device: torch.device | s
     folder = Path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise FileNotFoundError(
-            f"{folder} holds no inversion network ({CONFIG} + {WEIGHTS}); train one with `retouch train recipes/shapes-inversion.json`"
+            f"{folder} holds no inversion network ({CONFIG} + {WEIGHTS}); "
+            "train one with `retouch train recipes/shapes-draft-inversion.json`"
         )
     try:
         raw = json.loads((folder / CONFIG).read_text())

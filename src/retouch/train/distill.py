@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 class DistillConfig:
     out: str = "models/shapes-turbo"
     teacher: str = "models/shapes-teacher"
-    teacher_recipe: str = "recipes/shapes-teacher.json"  # its caption cache gives the training captions
+    teacher_recipe: str = "recipes/shapes-draft-teacher.json"  # its caption cache gives the training captions
     n_pairs: int = 3072
     teacher_steps: int = 16  # trailing spacing: a multiple of student_steps, so the grids line up
     guidance: float = 3.0

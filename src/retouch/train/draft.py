@@ -30,6 +30,7 @@ from ..world.render import DEFAULT_SIZE, object_footprint, render
 from ..world.scene import random_scene
 from . import register_task
 from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
+from .t2i import ema_update
 
 logger = logging.getLogger(__name__)
 
@@ -172,9 +173,7 @@ def train_draft(cfg: DraftTrainConfig) -> dict:
         opt.step()
         sched.step()
         step += 1
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), net.parameters(), strict=True):
-                pe.lerp_(pm, 1 - min(cfg.ema, (1 + step) / (10 + step)))
+        ema_update(ema, net, min(cfg.ema, (1 + step) / (10 + step)))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:

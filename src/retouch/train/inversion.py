@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 class InversionTrainConfig:
     out: str = "models/shapes-turbo-inversion"
     generator: str = "models/shapes-turbo"
-    teacher_recipe: str = "recipes/shapes-teacher.json"  # its caches give the training latents and captions
+    teacher_recipe: str = "recipes/shapes-draft-teacher.json"  # its caches give the training latents and captions
     detailed_only: bool = True  # train on the detailed captions, the captioner's output at edit time
     n_steps: int = 4  # generator timesteps (trailing spacing)
     rank: int = 8
