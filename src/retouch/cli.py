@@ -579,7 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--inversion", default=None, help="turbo: inversion network folder (default: MODEL-inversion)")
     ed.add_argument("--mask-threshold", type=float, default=None, help="turbo: attention-mask threshold (default 0.6)")
     ed.add_argument(
-        "--auto-mask", default=None, choices=["attention", "difference", "none"], help="turbo: mask without --mask (default none)"
+        "--auto-mask",
+        default=None,
+        choices=["auto", "attention", "difference", "layout", "none"],
+        help="turbo: mask without --mask (default auto: layout on a layout-map generator, else none)",
     )
     ed.add_argument(
         "--compose", default=None, choices=["adaptive", "delta", "paste"], help="turbo: how the edit returns to pixels (default adaptive)"

@@ -54,7 +54,7 @@ class EditRecord(BaseModel):
     source_caption: str | None = None
     target_caption: str | None = None
     strength: float | None = None
-    mask: str | None = None  # "user", or the automatic mask the method used ("none", "attention", "difference")
+    mask: str | None = None  # "user", or the automatic mask the method used ("none", "attention", "difference", "layout")
     nfe_inversion: int = 0  # 0 when a cached inversion was reused
     nfe_edit: int = 0
     seconds: float = 0.0  # wall time of the whole edit

@@ -128,3 +128,11 @@ def test_adaptive_composition_follows_the_edit_where_it_moved_far():
     assert out[1, 1].tolist() == [round(small * 100 + (1 - small) * 110)] * 3
     assert out[2, 2].tolist() == [100] * 3  # unchanged: the input
     assert compose_delta(src, edited, recon, adaptive=False)[1, 1].tolist() == [110] * 3
+
+
+def test_the_default_mask_is_none_on_a_generator_without_a_layout_map(tiny_shapes_dir, tiny_inversion_dir):
+    """``mask="auto"`` (the default) takes the layout mask only where the generator paints a layout map."""
+    m = get_method("turbo", model=str(tiny_shapes_dir), captioner=None)
+    assert m.settings.mask == "auto"
+    res = m.edit(EditRequest(image=_image(), source_prompt=SRC, target_prompt=TGT))
+    assert res.info["mask"] == "none"

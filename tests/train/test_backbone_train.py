@@ -168,6 +168,10 @@ def test_layout_teacher_student_and_inversion_read_the_caption_reader_map(tmp_pa
     assert res.image.shape == img.shape and res.info["mask"] == "layout"
     # only the star's place differs between the two captions' maps: the other three quadrants stay as they were
     assert 0 < res.info["mask_fraction"] <= 0.25 + 1e-6
+    # the default ("auto") takes that same layout mask on a layout-map generator
+    auto = get_method("turbo", model=str(tmp_path / "turbo"), captioner=None)
+    auto = auto.edit(EditRequest(image=img, source_prompt=src, target_prompt=tgt))
+    assert auto.info["mask"] == "layout" and auto.info["mask_fraction"] == res.info["mask_fraction"]
     assert np.array_equal(res.image[80:, 80:], img[80:, 80:])
     # the student ships no second copy of the autoencoder: a pointer to the teacher's; moved alone, it says what is missing
     assert not any((tmp_path / "turbo" / "vae").glob("*.safetensors")) and (tmp_path / "turbo" / "vae" / "retouch_link.json").is_file()
