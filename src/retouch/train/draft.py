@@ -63,8 +63,9 @@ class DraftTrainConfig:
     init_recipe: str = ""  # the recipe that makes ``init`` when that folder is missing (run first: one command makes both)
 
 
-def training_scenes(n: int, seed: int) -> list:
-    return [random_scene(random.Random(seed * 1_000_003 + k)) for k in range(n)]
+def training_scenes(n: int, seed: int, start: int = 0) -> list:
+    """Training scenes ``start`` .. ``n - 1`` (each drawn from its own seed, so any range is cheap)."""
+    return [random_scene(random.Random(seed * 1_000_003 + k)) for k in range(start, n)]
 
 
 def held_out_scenes(n: int, seed: int) -> list:
@@ -74,7 +75,7 @@ def held_out_scenes(n: int, seed: int) -> list:
 
 def _render_range(args: tuple[int, int, int]) -> np.ndarray:
     seed, lo, hi = args
-    return np.stack([render(s) for s in training_scenes(hi, seed)[lo:hi]])
+    return np.stack([render(s) for s in training_scenes(hi, seed, start=lo)])
 
 
 def render_cache(cfg: DraftTrainConfig) -> np.ndarray:
