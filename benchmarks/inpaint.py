@@ -5,7 +5,8 @@
 Writes the suite (``retouch world bench --task TASK``) to OUT/suite unless it is already there, scores the
 reference rows (``identity``: the input unchanged, or for outpaint its edge pixels stretched; ``oracle``: the
 truth) and each backend of ``--backends`` through the ``TASK`` method, and writes OUT/table.md and
-OUT/<row>.json/.csv beside it.  ``--model`` adds a diffusers SD-inpainting folder as one more row.
+OUT/<row>.json/.csv beside it.  ``--model`` adds inpainting model folders
+(SD-inpainting or retouch's Shapes model), one row per ``--steps``.
 
     python benchmarks/inpaint.py --photos
 
@@ -37,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=4242)
     p.add_argument("--out", default=None, help="output folder (default runs/inpaint-TASK-SEED)")
     p.add_argument("--backends", nargs="*", default=["telea", "ns", "biharmonic"])
-    p.add_argument("--model", default=None, help="a diffusers SD-inpainting folder, scored as one more row")
+    p.add_argument(
+        "--model",
+        nargs="*",
+        default=[],
+        help="inpainting model folders (PATH or LABEL=PATH: SD-inpainting or retouch's Shapes model), each one more row per --steps",
+    )
+    p.add_argument("--steps", nargs="*", type=int, default=[20, 8], help="DDIM steps for each --model row (ByteEdit: 20 and 8)")
+    p.add_argument("--limit", type=int, default=None, help="score the first K cases only")
     p.add_argument("--no-reference", action="store_true", help="skip the identity and oracle rows")
     p.add_argument("--photos", action="store_true", help="the real-photo check instead of a suite")
     a = p.parse_args(argv)
@@ -59,11 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         print("inpaint needs a diffusion inpainting model (--model): only the reference rows are scored", flush=True)
     else:
         rows += [(f"{a.task}-{b}", a.task, {"backend": b}) for b in a.backends]
-    if a.model:
-        rows.append((f"{a.task}-diffusion", a.task, {"backend": "diffusion", "model": a.model}))
+    for spec in a.model:
+        label, _, path = spec.rpartition("=")
+        label = label or Path(path).name
+        for steps in a.steps:
+            rows.append((f"{a.task}-{label}-{steps}", a.task, {"backend": "diffusion", "model": path, "steps": steps}))
     summaries = []
     for name, method, options in rows:
-        s = run_fill_bench(FillBenchConfig(str(suite), method, options=options, json_out=str(out / f"{name}.json")))
+        cfg = FillBenchConfig(str(suite), method, options=options, json_out=str(out / f"{name}.json"), limit=a.limit, label=name)
+        s = run_fill_bench(cfg)
         summaries.append(s)
         print(fill_table([s]).splitlines()[-1], flush=True)
     table = fill_table(summaries)

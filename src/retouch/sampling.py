@@ -60,6 +60,7 @@ def sample_ddim(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
+    concat: Tensor | None = None,
 ) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12) from ``x`` at ``timesteps[0]`` through each timestep down to the clean sample.
 
@@ -68,6 +69,8 @@ def sample_ddim(
     After the last timestep a_prev = 1, so the result is the last x0 estimate (as diffusers'
     DDIMScheduler with set_alpha_to_one).  With ``guidance`` != 1 the raw predictions are mixed as
     uncond + guidance * (cond - uncond) (classifier-free guidance), which needs ``uncond``.
+    ``concat`` (B, C', h, w): extra input channels the network reads beside ``x`` at every step (an inpainting
+    model's mask and masked-image latent); both guidance branches read it.
     """
     ts = check_timesteps(denoiser, timesteps, "sample_ddim")
     guided = guidance != 1.0
@@ -76,14 +79,15 @@ def sample_ddim(
     b = x.shape[0]
     cond = cond.broadcast_to(b)
     both = uncond.broadcast_to(b).cat(cond) if guided else None  # (2B, ...): one network call per step
+    both_concat = torch.cat([concat, concat]) if guided and concat is not None else concat
     ac = denoiser.alphas_cumprod
     n = len(ts)
     for i, t in enumerate(ts):
         if guided:
-            pred_u, pred_c = denoiser(torch.cat([x, x]), t, both).chunk(2)  # (B, C, h, w) each
+            pred_u, pred_c = denoiser(torch.cat([x, x]), t, both, concat=both_concat).chunk(2)  # (B, C, h, w) each
             pred = pred_u + guidance * (pred_c - pred_u)
         else:
-            pred = denoiser(x, t, cond)  # (B, C, h, w)
+            pred = denoiser(x, t, cond, concat=concat)  # (B, C, h, w)
         x0, eps = denoiser.to_x0_eps(x, t, pred)
         a_t = float(ac[t])
         a_prev = float(ac[ts[i + 1]]) if i + 1 < n else 1.0

@@ -62,7 +62,7 @@ def test_sd_inpainting_runs_on_a_2000x1500_input_through_the_crop(tiny_inpaint_d
     method = get_method("inpaint", model=str(tiny_inpaint_dir), steps=2)
     assert method.backend.name == "diffusion" and method.backend.working_size == 32
     seen = []  # the UNet's batch sizes: with guidance, the prompt and the empty text in one batch of 2
-    hook = method.backend.pipe.unet.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    hook = method.backend.backbone.denoiser.unet.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
     res = method.edit(retouch.methods.EditRequest(image=img, mask=m, target_prompt="a red star"))
     hook.remove()
     assert seen == [2, 2] and sum(seen) == res.nfe_edit
@@ -90,7 +90,7 @@ def test_a_text_to_image_folder_is_refused_before_loading(tiny_inpaint_dir, tmp_
     shutil.copytree(tiny_inpaint_dir, t2i)
     cfg = t2i / "unet" / "config.json"
     cfg.write_text(json.dumps(json.loads(cfg.read_text()) | {"in_channels": 4}))
-    with pytest.raises(ValueError, match="reads 4 input channels; an SD-inpainting UNet reads 9"):
+    with pytest.raises(ValueError, match="reads 4 input channels; an inpainting UNet reads 9"):
         get_method("erase", model=str(t2i))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no model_index.json"):

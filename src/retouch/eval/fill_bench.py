@@ -38,7 +38,19 @@ from .metrics import scene_match
 logger = logging.getLogger(__name__)
 
 PSNR_CAP = 100.0
-SUMMARY_KEYS = ("success", "exact_scene", "attr_accuracy", "in_psnr", "in_mse", "in_l1", "outside_exact", "s_per_image", "nfe_per_image")
+SUMMARY_KEYS = (
+    "success",
+    "exact_scene",
+    "attr_accuracy",
+    "in_psnr",
+    "in_mse",
+    "in_l1",
+    "coherence",
+    "outside_exact",
+    "s_per_image",
+    "nfe_per_image",
+)
+COHERENCE_MODEL = "models/reward-coherence"  # ByteEdit's pixel-level reward: scored when the folder exists
 
 
 @dataclass
@@ -50,6 +62,8 @@ class FillBenchConfig:
     every: int = 1
     json_out: str | None = None
     reader: str | None = None
+    coherence: str | None = COHERENCE_MODEL  # a coherence reward folder (models/rewards.py); None or missing: not scored
+    label: str | None = None  # the row's name in tables (default: method and backend)
 
 
 def in_mask_metrics(out: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -93,6 +107,16 @@ def _run(method: Method, request: EditRequest, case: FillCase) -> EditResult:
     return method.edit(request)
 
 
+def coherence_score(judge, image: np.ndarray, mask: np.ndarray) -> float:
+    """The coherence reward's mean "real" probability over the mask and a band around it (1: reads as untouched)."""
+    import torch
+
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        m = torch.from_numpy(mask.astype(np.float32))[None, None]
+        return float(judge.score(x, m)[0])
+
+
 def _mean(vals) -> float | None:
     vals = [v for v in vals if v is not None]
     return float(np.mean(vals)) if vals else None
@@ -111,6 +135,11 @@ def run_fill_bench(cfg: FillBenchConfig, method: Method | None = None, callback:
     if not method.reference and method.task != task:
         raise ValueError(f"method {cfg.method!r} does {method.task}; this is a {task} suite (use --method {task} with --set backend=...)")
     reader = SceneReader.from_pretrained(cfg.reader) if cfg.reader else SceneReader.from_pretrained()
+    judge = None
+    if cfg.coherence and Path(cfg.coherence).is_dir():
+        from ..models.rewards import RewardModel
+
+        judge = RewardModel.from_pretrained(cfg.coherence, kind="coherence")
     rows: list[dict] = []
     for k, case in enumerate(tqdm(cases, desc=f"{task} {cfg.method}", disable=None, mininterval=2)):
         src = case.load_image()
@@ -125,6 +154,8 @@ def run_fill_bench(cfg: FillBenchConfig, method: Method | None = None, callback:
         row: dict = {"id": case.id, "task": task}
         row |= in_mask_metrics(out, truth, case.mask)
         row["outside_exact"] = float(np.array_equal(out[~case.mask], on_canvas[~case.mask]))
+        if judge is not None:
+            row["coherence"] = coherence_score(judge, out, case.mask)
         (parsed,) = read_scenes(reader, out)
         m = scene_match(parsed, case.target_scene)
         row["exact_scene"] = float(m["exact"])
@@ -155,6 +186,8 @@ def run_fill_bench(cfg: FillBenchConfig, method: Method | None = None, callback:
     summary["in_psnr_median"] = float(np.median([r["in_psnr"] for r in rows])) if rows else None
     summary["exact_fills"] = int(sum(r["in_mse"] == 0 for r in rows))
     summary |= {"task": task, "method": cfg.method, "options": cfg.options or {}, "suite": str(cfg.suite), "every": cfg.every}
+    if cfg.label:
+        summary["label"] = cfg.label
     if cfg.json_out:
         write_fill_reports(rows, summary, Path(cfg.json_out))
     return summary
@@ -177,6 +210,7 @@ TABLE_COLS = (
     "in_psnr",
     "exact_fills",
     "in_l1",
+    "coherence",
     "outside_exact",
     "s_per_image",
     "nfe_per_image",
@@ -188,7 +222,7 @@ def fill_table(summaries: list[dict]) -> str:
     lines = ["| method | " + " | ".join(TABLE_COLS) + " |", "|---" * (len(TABLE_COLS) + 1) + "|"]
     for s in summaries:
         backend = (s.get("options") or {}).get("backend")
-        name = f"{s['method']} ({backend})" if backend else s["method"]
+        name = s.get("label") or (f"{s['method']} ({backend})" if backend else s["method"])
         lines.append(f"| {name} | " + " | ".join(_fmt(s.get(c)) for c in TABLE_COLS) + " |")
     return "\n".join(lines) + "\n"
 

@@ -5,11 +5,10 @@ A backend fills the masked pixels of one crop at its working size:
 - ``telea`` / ``ns``: OpenCV's ``cv2.inpaint`` (Telea 2004's fast marching; Bertalmio et al. 2001's
   Navier-Stokes), classic CPU methods that fill from the surroundings and take no prompt;
 - ``biharmonic``: scikit-image's ``inpaint_biharmonic`` (a smooth biharmonic continuation), the same;
-- ``diffusion``: a diffusers SD-inpainting folder (``StableDiffusionInpaintPipeline``: a UNet that reads
-  the noisy latent, the mask and the masked image's latent, 9 input channels), which takes a prompt.
-
-The learned ByteEdit model slots in as one more entry of ``BACKENDS``: a ``FillBackend`` whose ``fill``
-takes the crop, its mask and the prompt.
+- ``diffusion``: a mask-conditioned diffusion model through ``load_backbone`` (``ModelFill``): a diffusers
+  SD-inpainting folder (a UNet that reads the noisy latent, the mask and the masked image's latent, 9 input
+  channels) or retouch's Shapes inpainting model (``retouch train recipes/shapes-inpaint.json``), which takes a
+  prompt.
 
 ``fill_with_crops`` runs any backend on an image of any size (IOPaint's "crop" HD strategy): one box per
 connected mask region (boxes that overlap once grown by the margin are merged), grown by ``margin``
@@ -36,7 +35,6 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 CLASSIC_SIZE = 512  # the classic backends' working size: crops larger than this are filled downscaled
-SD_INPAINT_CHANNELS = 9  # noisy latent (4) + mask (1) + masked image latent (4)
 
 
 class FillBackend:
@@ -94,8 +92,16 @@ class BiharmonicFill(FillBackend):
         return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
 
 
-class DiffusersInpaintFill(FillBackend):
-    """A diffusers SD-inpainting folder through ``StableDiffusionInpaintPipeline`` (local files only)."""
+class ModelFill(FillBackend):
+    """A mask-conditioned diffusion model loaded by ``load_backbone``: a diffusers SD-inpainting folder (its UNet
+    reads the noisy latent, the mask and the masked image's latent: 4 + 1 + 4 channels) or retouch's Shapes
+    inpainting model (16 + 1 + 16, then its layout map and draft), sampled by ``sample_ddim`` with the mask and
+    the masked latent as the UNet's extra channels at every step (one code path for both).
+
+    ``task`` is the method's: with a Shapes model (one that reads a layout map) the prompt the model is given is
+    the caption of the whole scene the fill should leave, composed from the scene reader's parse of the crop and
+    the request (``world.fill_prompt``); a foreign checkpoint gets the prompt as given.
+    """
 
     name = "diffusion"
     takes_prompt = True
@@ -104,73 +110,90 @@ class DiffusersInpaintFill(FillBackend):
     def __init__(
         self,
         model: str | Path,
-        steps: int = 25,
+        task: str = "inpaint",
+        steps: int | None = None,
         guidance: float | None = None,
         device: str = "cpu",
         working_size: int | None = None,
         negative_prompt: str | None = None,
     ) -> None:
-        path = check_inpaint_folder(model)
-        from diffusers import StableDiffusionInpaintPipeline
+        from ..models.backbone import load_backbone
 
-        if steps < 1:
+        path = check_inpaint_folder(model)
+        if steps is not None and steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         try:
-            self.pipe = StableDiffusionInpaintPipeline.from_pretrained(path, local_files_only=True)
+            self.backbone = load_backbone(path, device=device)
         except (OSError, ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{path}: the SD-inpainting pipeline could not be loaded ({type(e).__name__}: {e})") from e
-        self.pipe.set_progress_bar_config(disable=True)
-        self.pipe.to(device)
+            raise ValueError(f"{path}: the inpainting model could not be loaded ({type(e).__name__}: {e})") from e
+        own = self.backbone.caption_reader is not None  # retouch's own folder: its defaults are in model_index.json
+        self.task = task
         self.device = device
-        self.steps = steps
-        self.guidance = 7.5 if guidance is None else guidance  # the pipeline's own default
+        # a foreign SD-inpainting folder keeps StableDiffusionInpaintPipeline's defaults (guidance 7.5) and 25 steps
+        self.steps = steps or (self.backbone.default_steps if own else 25)
+        self.guidance = guidance if guidance is not None else (self.backbone.default_guidance if own else 7.5)
         self.negative_prompt = negative_prompt
-        vae_factor = int(self.pipe.vae_scale_factor)
-        self.working_size = working_size or int(self.pipe.unet.config.sample_size) * vae_factor
-        self.multiple = max(8, vae_factor)  # the pipeline refuses sides that are not multiples of 8
+        self.working_size = working_size or self.backbone.default_size
+        self.multiple = max(8, self.backbone.vae_factor)
+        self._composer = None
+        if own:
+            from ..world.fill_prompt import SceneFillPrompt
+
+            self._composer = SceneFillPrompt()
 
     def _guidance(self, prompt: str | None) -> float:
         # with no prompt and no negative prompt both branches of classifier-free guidance read the same empty text
-        return self.guidance if (prompt or self.negative_prompt) else 1.0
+        return self.guidance if (prompt or self.negative_prompt or self._composer) else 1.0
 
     def nfe(self, prompt: str | None) -> int:
-        return self.steps * (2 if self._guidance(prompt) > 1.0 else 1)
+        return self.steps * (2 if self._guidance(prompt) != 1.0 else 1)
+
+    def prompt_for(self, image: np.ndarray, mask: np.ndarray, prompt: str | None) -> str:
+        """What the model is told: the prompt, or for a Shapes model the caption of the scene the fill should leave."""
+        if self._composer is not None:
+            return self._composer.compose(self.task, image, mask, prompt)
+        return prompt or ""
 
     def fill(self, image, mask, prompt, seed, callback=None):
         import torch
 
+        from ..sampling import sample_ddim, timesteps_for
+
+        bb = self.backbone
         h, w = image.shape[:2]
-        g = torch.Generator(device=self.device).manual_seed(seed)
-
-        def on_step(pipe, i, t, kw):
-            if callback:
-                callback(i + 1, self.steps)
-            return kw
-
+        f = bb.vae_factor
+        text = self.prompt_for(image, mask, prompt)
+        guidance = self._guidance(prompt)
         with torch.no_grad():
-            res = self.pipe(
-                prompt=prompt or "",
-                negative_prompt=self.negative_prompt,
-                image=Image.fromarray(image),
-                mask_image=Image.fromarray(mask.astype(np.uint8) * 255),
-                height=h,
-                width=w,
-                num_inference_steps=self.steps,
-                guidance_scale=self._guidance(prompt),
-                generator=g,
-                output_type="np",
-                callback_on_step_end=on_step,
-            )
-        if getattr(res, "nsfw_content_detected", None) and any(res.nsfw_content_detected):
-            logger.warning("the checkpoint's safety checker blanked this fill")
-        out = np.asarray(res.images[0])
-        return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+            cond = bb.encode_text([text], size=(h, w))
+            uncond = None
+            if guidance != 1.0:
+                uncond = bb.encode_text([self.negative_prompt], size=(h, w)) if self.negative_prompt else bb.unconditional(1, size=(h, w))
+            x = torch.from_numpy(np.ascontiguousarray(image)).to(bb.device).permute(2, 0, 1)[None].float() / 127.5 - 1  # (1, 3, H, W)
+            m = torch.from_numpy(mask.astype(np.float32))[None, None].to(bb.device)  # (1, 1, H, W)
+            masked = bb._encode_pixels(x * (1 - m))  # (1, C, H/f, W/f): masked pixels grey, as SD-inpainting
+            # a latent cell is regenerated when any of its pixels is masked (as the Shapes model was trained)
+            m_lat = torch.nn.functional.max_pool2d(m, f)  # (1, 1, H/f, W/f)
+            concat = torch.cat([m_lat.to(masked), masked], dim=1)  # (1, 1 + C, H/f, W/f)
+            g = torch.Generator("cpu").manual_seed(seed)
+            noise = torch.randn((1, bb.latent_channels, h // f, w // f), generator=g).to(bb.device, bb.dtype)
+            ts = timesteps_for(self.steps, bb.denoiser.num_train_timesteps)
+
+            def on_step(i, n, _x):
+                if callback:
+                    callback(i, n)
+
+            z = sample_ddim(bb.denoiser, noise, ts, cond, guidance=guidance, uncond=uncond, callback=on_step, concat=concat)
+            return bb.decode_latents(z)[0]
 
 
 def check_inpaint_folder(model: str | Path) -> Path:
-    """``model`` if it is a diffusers SD-inpainting folder (its UNet reads 9 channels), else an error saying why not.
+    """``model`` if it is a diffusers inpainting folder, else an error saying why not: its UNet must read the noisy
+    latent, the mask and the masked image's latent (2 C + 1 channels, plus a Shapes model's layout map and draft).
     Read from the config files, before any weight loads."""
     import json
+
+    from ..models.backbone import component_folder
 
     path = Path(model)
     if not path.exists():
@@ -181,13 +204,22 @@ def check_inpaint_folder(model: str | Path) -> Path:
     if not cfg.is_file():
         raise ValueError(f"{path} has no unet/config.json: not an SD-inpainting pipeline folder")
     try:
-        channels = json.loads(cfg.read_text())["in_channels"]
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
+        channels = int(json.loads(cfg.read_text())["in_channels"])
+        vae_cfg = component_folder(path, "vae") / "config.json"
+        latent = int(json.loads(vae_cfg.read_text()).get("latent_channels", 4)) if vae_cfg.is_file() else 4
+        extra = 0
+        if (path / "layout" / "config.json").is_file():
+            lay = json.loads((path / "layout" / "config.json").read_text())
+            extra = int(lay["channels"]) + int(lay.get("draft_channels", 0))
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError, TypeError, ValueError) as e:
         raise ValueError(f"{cfg} is not a readable UNet config ({e})") from e
-    if channels != SD_INPAINT_CHANNELS:
+    want = 2 * latent + 1 + extra
+    if channels != want:
         raise ValueError(
-            f"{path}: its UNet reads {channels} input channels; an SD-inpainting UNet reads {SD_INPAINT_CHANNELS} "
-            "(noisy latent 4 + mask 1 + masked-image latent 4): this is not an inpainting model"
+            f"{path}: its UNet reads {channels} input channels; an inpainting UNet reads {want} "
+            f"(noisy latent {latent} + mask 1 + masked-image latent {latent}"
+            + (f" + layout map and draft {extra}" if extra else "")
+            + "): this is not an inpainting model"
         )
     return path
 
@@ -200,14 +232,14 @@ BACKENDS = CLASSIC_BACKENDS + ("diffusion",)
 class BackendSettings:
     backend: str | None = None  # telea | ns | biharmonic | diffusion; default: diffusion with a model, else telea
     model: str | None = None  # a diffusers SD-inpainting folder (the diffusion backend)
-    steps: int = 25
+    steps: int | None = None  # the diffusion backend's DDIM steps (default: the model's own, 25 for a foreign checkpoint)
     guidance: float | None = None
     radius: int = 5  # OpenCV's inpaintRadius, pixels
     crop_size: int | None = None  # the working size (default: the model's, or 512 for the classic backends)
     device: str = "cpu"
 
 
-def make_backend(s: BackendSettings) -> FillBackend:
+def make_backend(s: BackendSettings, task: str = "inpaint") -> FillBackend:
     name = s.backend or ("diffusion" if s.model else "telea")
     if name not in BACKENDS:
         raise ValueError(f"unknown fill backend {name!r}; known: {', '.join(BACKENDS)}")
@@ -216,7 +248,7 @@ def make_backend(s: BackendSettings) -> FillBackend:
     if name == "diffusion":
         if not s.model:
             raise ValueError("the diffusion backend needs a diffusers SD-inpainting folder (--model PATH)")
-        return DiffusersInpaintFill(s.model, steps=s.steps, guidance=s.guidance, device=s.device, working_size=s.crop_size)
+        return ModelFill(s.model, task=task, steps=s.steps, guidance=s.guidance, device=s.device, working_size=s.crop_size)
     if s.model:
         raise ValueError(f"backend {name!r} is a classic method and loads no model; --model needs --backend diffusion")
     size = s.crop_size or CLASSIC_SIZE

@@ -56,7 +56,7 @@ class FillMethod(Method):
         self.settings = FillSettings(**options)
         if self.settings.margin < 0:
             raise ValueError(f"margin must be at least 0 pixels, got {self.settings.margin}")
-        self.backend = make_backend(self.settings)
+        self.backend = make_backend(self.settings, task=self.task)
 
     def prompt_of(self, request: EditRequest) -> str | None:
         text = request.target_prompt or request.instruction

@@ -514,6 +514,11 @@ def _component(folder: Path, index: dict, name: str, **kwargs: Any) -> Any:
             raise ValueError(f"{ref} is not valid JSON ({e})") from e
         extra = spec.get("kwargs", {}) if isinstance(spec, dict) else {}
         return cls.from_pretrained(packaged_path(ref), **{**extra, **kwargs})
+    from .unet_delta import is_unet_delta, load_unet_delta
+
+    if is_unet_delta(component_folder(folder, name)):
+        # a UNet stored as a low-rank delta on another UNet folder (the Shapes inpainting model): merged here
+        return load_unet_delta(component_folder(folder, name), torch_dtype=kwargs.get("torch_dtype", torch.float32))
     if (folder / name / LINK_REF).is_file():
         return cls.from_pretrained(component_folder(folder, name), **kwargs)
     return cls.from_pretrained(folder, subfolder=name, **kwargs)

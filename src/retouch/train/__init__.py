@@ -76,4 +76,4 @@ def run_recipe(path: str | Path, **overrides: Any) -> Any:
 
 def _load_tasks() -> None:
     # importing the modules registers their tasks
-    from . import autoencoder, caption_reader, clip, distill, draft, inversion, reader, region, t2i  # noqa: F401
+    from . import autoencoder, caption_reader, clip, distill, draft, feedback, inpaint, inversion, reader, region, rewards, t2i  # noqa: F401

@@ -19,6 +19,7 @@ import logging
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -397,6 +398,8 @@ def save_pipeline(
     share_with: str | Path | None = None,
     caption_reader: str | Path | None = None,
     draft: str | Path | None = None,
+    class_name: str = "StableDiffusionPipeline",
+    write_unet: Callable[[Path], None] | None = None,
 ) -> None:
     """Write an SD-style diffusers folder: fp16 UNet, a copy of the autoencoder, scheduler, and
     text-encoder and tokenizer folders that point into the MiniLM package. With ``share_with`` (a pipeline
@@ -404,7 +407,9 @@ def save_pipeline(
     ``retouch_link.json`` pointing there instead of a second copy (``models.backbone.component_folder``).
     ``caption_reader`` (a ``CaptionReader`` folder) marks a layout-map UNet: ``layout/config.json`` records the
     map's channels and ``caption_reader/`` links to the reader that paints it; ``draft`` (a ``DraftNet`` folder, with
-    ``caption_reader``) adds ``draft/``, a link to the network whose encoded drafts follow the map."""
+    ``caption_reader``) adds ``draft/``, a link to the network whose encoded drafts follow the map. ``class_name`` is the
+    folder's diffusers pipeline class; ``write_unet`` (given a folder) writes ``unet/`` instead of the whole fp16 UNet
+    (the inpainting model's low-rank delta, ``models/unet_delta.py``)."""
     import os
 
     import diffusers
@@ -413,9 +418,11 @@ def save_pipeline(
     from ..models.backbone import LINK_REF, component_folder, resolve_folder
 
     out.mkdir(parents=True, exist_ok=True)
-    unet = copy.deepcopy(unet).to(torch.float16)
     with atomic_folder(out / "unet") as tmp:  # each file renamed into place whole
-        unet.save_pretrained(tmp)
+        if write_unet is not None:
+            write_unet(tmp)
+        else:
+            copy.deepcopy(unet).to(torch.float16).save_pretrained(tmp)
 
     def link(name: str) -> None:
         target = component_folder(Path(share_with), name).resolve()  # before anything in ``out`` is removed
@@ -468,7 +475,7 @@ def save_pipeline(
     (out / "text_encoder").mkdir(exist_ok=True)
     write_json(out / "text_encoder" / "retouch_package.json", TEXT_PACKAGE)
     index = {
-        "_class_name": "StableDiffusionPipeline",
+        "_class_name": class_name,
         "_diffusers_version": diffusers.__version__,
         "feature_extractor": [None, None],
         "requires_safety_checker": False,

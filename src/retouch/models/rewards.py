@@ -1,0 +1,207 @@
+"""ByteEdit's three reward models (Ren et al. 2024, sec. 3.1-3.2), small enough to train on the Shapes world here.
+
+- ``aesthetic``: a scalar score of a whole image, trained on preferences between clean renders and the same
+  renders degraded inside a fill mask (blur, colour bleed, seams, smudges, noise, foreign patches, and the
+  inpainting model's own few-step fills): ByteEdit's aesthetic reward, which ranks generated images.
+- ``alignment``: how well the content of a masked region matches a prompt: a region crop and a prompt's frozen
+  MiniLM sentence embedding, compared by a learned cosine (CLIP-style two towers); trained to prefer the true
+  description over one with an attribute changed: ByteEdit's image-text alignment reward.
+- ``coherence``: a per-pixel real-versus-generated discriminator (fully convolutional, dilated, so each pixel
+  sees its surroundings): ByteEdit's pixel-level reward, which looks for the seams and texture breaks of a
+  fill; ``score`` is the mean "real" probability over the fill and a band around it, the reward the generator
+  maximises, and the same network serves as the online discriminator of the adversarial stage (eq. 7-8).
+
+Each is a ``RewardModel``: ``save_pretrained`` / ``from_pretrained`` (config.json + model.safetensors), built by
+``retouch train recipes/reward-KIND.json`` (train/rewards.py).  Images are (B, 3, H, W) in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+REWARDS: dict[str, type[RewardModel]] = {}
+TEXT_DIM = 384  # all-MiniLM-L6-v2 sentence embeddings
+BORDER = 4  # pixels around the mask that the coherence score also looks at (the seam)
+
+
+@dataclass
+class RewardConfig:
+    kind: str = "aesthetic"
+    width: int = 32
+
+
+def register_reward(cls: type[RewardModel]) -> type[RewardModel]:
+    REWARDS[cls.kind] = cls
+    return cls
+
+
+def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1, norm: bool = True) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation)
+    return nn.Sequential(conv, nn.GroupNorm(8, cout), nn.SiLU()) if norm else nn.Sequential(conv, nn.SiLU())
+
+
+class RewardModel(nn.Module):
+    kind: ClassVar[str] = ""
+
+    def __init__(self, config: RewardConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        from ..atomic import save_safetensors, write_json
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_safetensors({k: v.detach().float().contiguous().cpu() for k, v in self.state_dict().items()}, folder / "model.safetensors")
+        write_json(folder / "config.json", asdict(self.config) | {"_class_name": type(self).__name__})
+
+    @staticmethod
+    def from_pretrained(folder: str | Path, kind: str | None = None) -> RewardModel:
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"{folder} holds no reward model (config.json + model.safetensors); train one with `retouch train recipes/reward-*.json`"
+            )
+        raw = json.loads((folder / "config.json").read_text())
+        raw.pop("_class_name", None)
+        cfg = RewardConfig(**raw)
+        if kind is not None and cfg.kind != kind:
+            raise ValueError(f"{folder} is a {cfg.kind} reward model, not {kind}")
+        if cfg.kind not in REWARDS:
+            raise ValueError(f"{folder}: unknown reward kind {cfg.kind!r}; known: {', '.join(REWARDS)}")
+        net = REWARDS[cfg.kind](cfg)
+        net.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return net.eval()
+
+
+@register_reward
+class AestheticReward(RewardModel):
+    """Image (B, 3, 128, 128) -> score (B,): higher is a cleaner picture."""
+
+    kind = "aesthetic"
+
+    def __init__(self, config: RewardConfig) -> None:
+        super().__init__(config)
+        w = config.width
+        self.body = nn.Sequential(_conv(3, w, 2), _conv(w, w, 2), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w, 2), _conv(2 * w, 4 * w, 2))
+        self.head = nn.Linear(8 * w, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.body(x)  # (B, 4w, H/32, W/32)
+        h = torch.cat([h.mean((2, 3)), h.amax((2, 3))], dim=1)  # (B, 8w): a local flaw shows in the max
+        return self.head(h).squeeze(1)  # (B,)
+
+
+@register_reward
+class AlignmentReward(RewardModel):
+    """(region crop (B, 3, 64, 64), prompt embedding (B, 384)) -> scaled cosine (B,)."""
+
+    kind = "alignment"
+    crop = 64
+
+    def __init__(self, config: RewardConfig) -> None:
+        super().__init__(config)
+        w = config.width
+        self.image = nn.Sequential(
+            _conv(3, w), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w, 2), _conv(2 * w, 4 * w, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+        self.image_proj = nn.Linear(4 * w, 128)
+        self.text = nn.Sequential(nn.Linear(TEXT_DIM, 256), nn.SiLU(), nn.Linear(256, 128))
+        self.logit_scale = nn.Parameter(torch.tensor(2.5))
+
+    def embed_image(self, crop: Tensor) -> Tensor:
+        return F.normalize(self.image_proj(self.image(crop)), dim=-1)  # (B, 128)
+
+    def embed_text(self, emb: Tensor) -> Tensor:
+        return F.normalize(self.text(emb), dim=-1)  # (B, 128)
+
+    def forward(self, crop: Tensor, emb: Tensor) -> Tensor:
+        return self.logit_scale.exp() * (self.embed_image(crop) * self.embed_text(emb)).sum(-1)  # (B,)
+
+
+@register_reward
+class CoherenceReward(RewardModel):
+    """Image (B, 3, H, W) -> per-pixel logit of "generated" (B, 1, H, W)."""
+
+    kind = "coherence"
+
+    def __init__(self, config: RewardConfig) -> None:
+        super().__init__(config)
+        w = config.width
+        # a stride-2 stem, then dilated layers at half resolution (receptive field ~66 px), logits upsampled:
+        # seams and texture breaks are a few pixels wide, the half-resolution grid still resolves them. No
+        # normalisation layer: a group norm's statistics span the image, and a pixel's verdict must not
+        # depend on pixels outside its receptive field
+        self.net = nn.Sequential(
+            _conv(3, w, 2, norm=False),
+            _conv(w, w, dilation=2, norm=False),
+            _conv(w, 2 * w, dilation=4, norm=False),
+            _conv(2 * w, 2 * w, dilation=8, norm=False),
+            _conv(2 * w, w, dilation=2, norm=False),
+        )
+        self.out = nn.Conv2d(w, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.out(self.net(x))  # (B, 1, H/2, W/2)
+        return F.interpolate(h, size=x.shape[-2:], mode="bilinear", align_corners=False)  # (B, 1, H, W)
+
+    def score(self, x: Tensor, mask: Tensor) -> Tensor:
+        """(B,) mean probability of "real" over ``mask`` (B, 1, H, W) and a ``BORDER``-pixel band around it."""
+        region = F.max_pool2d(mask.float(), 2 * BORDER + 1, stride=1, padding=BORDER)  # (B, 1, H, W)
+        real = torch.sigmoid(-self(x))
+        return (real * region).sum((1, 2, 3)) / region.sum((1, 2, 3)).clamp(min=1)
+
+
+def region_crops(x: Tensor, mask: Tensor, size: int = AlignmentReward.crop, pad: int = 6) -> Tensor:
+    """(B, 3, size, size): each image cut to its mask's bounding box grown by ``pad`` (square), resized."""
+    crops = []
+    H, W = x.shape[-2:]
+    for i in range(x.shape[0]):
+        ys, xs = torch.nonzero(mask[i, 0] > 0.5, as_tuple=True)
+        if len(ys) == 0:
+            t, lft, b, r = 0, 0, H, W
+        else:
+            t, b, lft, r = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+            side = max(b - t, r - lft) + 2 * pad
+            cy, cx = (t + b) // 2, (lft + r) // 2
+            t, lft = max(0, min(H - side, cy - side // 2)), max(0, min(W - side, cx - side // 2))
+            b, r = min(H, t + side), min(W, lft + side)
+        crops.append(F.interpolate(x[i : i + 1, :, t:b, lft:r], size=(size, size), mode="bilinear", align_corners=False))
+    return torch.cat(crops)  # (B, 3, size, size)
+
+
+class PromptEmbedder:
+    """Frozen all-MiniLM-L6-v2 sentence embeddings (mean-pooled, normalised), as sentence-transformers computes them."""
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        from ..train.t2i import text_encoder_and_tokenizer
+
+        self.encoder, self.tokenizer = text_encoder_and_tokenizer(64)
+        self.encoder.to(device).eval()
+        self.device = torch.device(device)
+        self._cache: dict[str, Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> Tensor:
+        todo = sorted({p for p in prompts if p not in self._cache})
+        for i in range(0, len(todo), 256):
+            chunk = todo[i : i + 256]
+            tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=64, return_tensors="pt").to(self.device)
+            h = self.encoder(**tok)[0]  # (b, L, 384)
+            m = tok["attention_mask"][..., None].float()
+            emb = F.normalize((h * m).sum(1) / m.sum(1), dim=-1)  # (b, 384)
+            for p, e in zip(chunk, emb, strict=True):
+                self._cache[p] = e.cpu()
+        return torch.stack([self._cache[p] for p in prompts]).to(self.device)  # (B, 384)

@@ -1,0 +1,80 @@
+"""ByteEdit's reward models (models/rewards.py) and their training pairs (train/rewards.py)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from retouch.models.rewards import REWARDS, AlignmentReward, CoherenceReward, RewardConfig, RewardModel, region_crops
+from retouch.train.rewards import DEGRADATIONS, _changed, degrade
+from retouch.world.render import render
+from retouch.world.scene import OBJECT_ATTRS, random_scene
+
+
+def _image(seed: int) -> torch.Tensor:
+    return torch.from_numpy(render(random_scene(random.Random(seed)))).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+@pytest.mark.parametrize("kind", [k for k in DEGRADATIONS if k != "generator"])
+def test_degradations_change_the_mask_only(kind):
+    x = _image(1)
+    m = torch.zeros(1, 1, 128, 128)
+    m[..., 30:90, 40:100] = 1
+    y = degrade(x, m, kind, random.Random(2), torch.cat([_image(3), _image(4)]))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert torch.equal(y * (1 - m), x * (1 - m))
+    assert (y - x).abs().amax() > 0.04
+    with pytest.raises(ValueError, match="unknown degradation"):
+        degrade(x, m, "sepia", random.Random(0), x)
+
+
+def test_every_kind_saves_and_loads(tmp_path):
+    assert set(REWARDS) == {"aesthetic", "alignment", "coherence"}
+    x = torch.cat([_image(5), _image(6)])
+    m = torch.zeros(2, 1, 128, 128)
+    m[..., 50:70, 50:70] = 1
+    for kind, cls in REWARDS.items():
+        torch.manual_seed(0)
+        net = cls(RewardConfig(kind=kind, width=16)).eval()
+        net.save_pretrained(tmp_path / kind)
+        back = RewardModel.from_pretrained(tmp_path / kind, kind=kind)
+        with torch.no_grad():
+            if kind == "alignment":
+                emb = torch.randn(2, 384)
+                crops = region_crops(x, m)
+                assert crops.shape == (2, 3, AlignmentReward.crop, AlignmentReward.crop)
+                torch.testing.assert_close(back(crops, emb), net(crops, emb))
+            elif kind == "coherence":
+                assert net(x).shape == (2, 1, 128, 128)
+                s = back.score(x, m)
+                assert s.shape == (2,) and ((s >= 0) & (s <= 1)).all()
+                torch.testing.assert_close(s, net.score(x, m))
+            else:
+                assert net(x).shape == (2,)
+                torch.testing.assert_close(back(x), net(x))
+    with pytest.raises(ValueError, match="is a coherence reward model, not aesthetic"):
+        RewardModel.from_pretrained(tmp_path / "coherence", kind="aesthetic")
+    with pytest.raises(FileNotFoundError, match="holds no reward model"):
+        RewardModel.from_pretrained(tmp_path / "nothing")
+
+
+def test_coherence_score_reads_only_the_mask_and_its_border():
+    net = CoherenceReward(RewardConfig(kind="coherence", width=16)).eval()
+    x = _image(7)
+    m = torch.zeros(1, 1, 128, 128)
+    m[..., 10:20, 10:20] = 1
+    y = x.clone()
+    y[..., 100:, 100:] = -1  # far from the mask and its band
+    with torch.no_grad():
+        assert abs(float(net.score(x, m)) - float(net.score(y, m))) < 1e-6
+
+
+def test_alignment_negatives_change_one_attribute():
+    rng = random.Random(0)
+    o = random_scene(rng, n_objects=1).objects[0]
+    for _ in range(20):
+        bad, name = _changed(o, rng)
+        diff = [k for k in OBJECT_ATTRS if getattr(bad, k) != getattr(o, k)]
+        assert diff == [name]
