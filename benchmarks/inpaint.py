@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             held = f"a {meta.get('n')}-case {meta.get('task')} suite of seed {meta.get('seed')}"
             raise SystemExit(f"{suite} holds {held}: choose another --out")
     rows: list[tuple[str, str, dict]] = [] if a.no_reference else [("identity", "identity", {}), ("oracle", "oracle", {})]
-    if a.task == "inpaint" and not a.model:
-        print("inpaint needs a diffusion inpainting model (--model): only the reference rows are scored", flush=True)
+    if a.task == "inpaint":
+        # a classic fill cannot draw what a prompt describes: inpaint rows need a model
+        if not a.model:
+            print("inpaint needs a diffusion inpainting model (--model): only the reference rows are scored", flush=True)
     else:
         rows += [(f"{a.task}-{b}", a.task, {"backend": b}) for b in a.backends]
     for spec in a.model:

@@ -155,6 +155,10 @@ class ModelFill(FillBackend):
         return prompt or ""
 
     def fill(self, image, mask, prompt, seed, callback=None):
+        text = self.prompt_for(image, mask, prompt)
+        return self._sample(image, mask, text, self._guidance(prompt), seed, callback)
+
+    def _sample(self, image, mask, text, guidance, seed, callback):
         import torch
 
         from ..sampling import sample_ddim, timesteps_for
@@ -162,8 +166,6 @@ class ModelFill(FillBackend):
         bb = self.backbone
         h, w = image.shape[:2]
         f = bb.vae_factor
-        text = self.prompt_for(image, mask, prompt)
-        guidance = self._guidance(prompt)
         with torch.no_grad():
             cond = bb.encode_text([text], size=(h, w))
             uncond = None

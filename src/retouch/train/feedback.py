@@ -63,6 +63,7 @@ class FeedbackTrainConfig:
     )
     eta: float = 1.0  # weight of the regulariser (in-mask L1 + perceptual)
     perceptual: float = 1.0  # the perceptual term's share of it
+    mse: float = 0.0  # weight of the in-mask squared error (PSNR's own loss), beside the regulariser
     adversarial: float = 0.0  # > 0: the coherence model also trains online as a discriminator, and this weighs its loss
     d_lr: float = 2e-4
     # (steps, T, T1, T2) per stage: ByteEdit's progressive step reduction
@@ -231,6 +232,9 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
         perc = F.mse_loss(_reader_features(reader, fill), _reader_features(reader, x))
         loss = loss + cfg.eta * (l1 + cfg.perceptual * perc)
         parts["l1"], parts["perceptual"] = l1, perc
+        if cfg.mse > 0:
+            parts["mse"] = ((y - x) ** 2 * m).sum() / (3 * m.sum()).clamp(min=1)
+            loss = loss + cfg.mse * parts["mse"]
         if disc is not None:
             region = F.max_pool2d(m, 2 * BORDER + 1, stride=1, padding=BORDER)
             parts["adv"] = (F.softplus(disc(fill)) * region).sum() / region.sum().clamp(min=1)  # non-saturating G loss

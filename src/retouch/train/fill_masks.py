@@ -1,5 +1,6 @@
 """ByteEdit's training mask mix (Ren et al. 2024, sec. 4.1): whole-image, free-form brush strokes, boxes,
-outward extensions (outpainting) and object masks dilated at random (inpaint-editing and erasing).
+outward extensions (outpainting) and object masks dilated at random (inpaint-editing and erasing); and, for
+erasing, ``empty``: an object's footprint at a place that holds none (the target there is background only).
 
 Each kind is a function of (rng, size, scene) -> (size, size) bool, True = to generate; ``sample_mask`` draws
 the kind by the recipe's weights.  The object kind uses the world's exact object footprints.
@@ -76,12 +77,26 @@ def object_mask(rng: random.Random, size: int, scene: Scene) -> np.ndarray:
     return binary_dilation(m, iterations=max(1, round(size * rng.uniform(0.01, 0.08))))
 
 
+def empty_place_mask(rng: random.Random, size: int, scene: Scene) -> np.ndarray:
+    """The dilated footprint of an object that could stand at an empty place (a random one): what an erase
+    leaves to fill, with nothing but background beneath it. The object kind when every place is taken."""
+    from ..world.scene import N_SLOTS, random_object
+
+    empty = [s for s in range(N_SLOTS) if scene.object_at(s) is None]
+    if not empty:
+        return object_mask(rng, size, scene)
+    ghost = random_object(rng, rng.choice(empty))
+    m = object_footprint(ghost, size)
+    return binary_dilation(m, iterations=max(1, round(size * rng.uniform(0.01, 0.05))))
+
+
 MASK_KINDS: dict[str, MaskFn] = {
     "whole": whole_mask,
     "brush": brush_mask,
     "box": box_mask,
     "outward": outward_mask,
     "object": object_mask,
+    "empty": empty_place_mask,
 }
 
 

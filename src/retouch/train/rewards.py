@@ -55,6 +55,7 @@ class RewardTrainConfig:
     warmup: int = 50
     masks: dict[str, float] = field(default_factory=lambda: {"brush": 0.25, "box": 0.2, "outward": 0.1, "object": 0.45})
     generator: str = ""  # an inpainting model folder whose few-step fills join the negatives (its early failures)
+    generator_recipe: str = ""  # the recipe that makes ``generator`` when that folder is missing
     generator_pool: int = 512  # how many such fills are made, once
     generator_steps: tuple[int, ...] = (1, 2)
     eval_n: int = 500
@@ -265,6 +266,13 @@ def train_reward(cfg: RewardTrainConfig) -> dict:
     dev = pick_device(cfg.device)
     fills = None
     if cfg.generator and cfg.kind != "alignment":
+        if not (Path(cfg.generator) / "unet").is_dir():
+            if not cfg.generator_recipe:
+                raise FileNotFoundError(f"generator: no inpainting model at {cfg.generator} (and no generator_recipe to make one)")
+            from . import run_recipe
+
+            logger.info("%s is missing: training it first with %s", cfg.generator, cfg.generator_recipe)
+            run_recipe(cfg.generator_recipe)
         held = list(range(len(scenes) - cfg.generator_pool, len(scenes)))  # the fills' scenes are the last ones
         made, masks = generator_fills(cfg.generator, [scenes[i] for i in held], images[held[0] :], cfg, random.Random(cfg.seed + 1))
         clean = torch.from_numpy(np.ascontiguousarray(images[held[0] :])).permute(0, 3, 1, 2).float() / 127.5 - 1

@@ -98,6 +98,11 @@ class SceneFillPrompt:
             if target is None:
                 return prompt
             scene = target
+        if not scene.objects:
+            # the world's captions always name an object; with none, the model fills from the surroundings alone
+            # (the null caption: classifier-free guidance's unconditional branch, which it was trained on)
+            logger.info("%s: the scene reader finds no object; the fill is unconditional", task)
+            return ""
         caption = detailed_caption(scene)
         logger.info("%s: the model is told %r", task, caption)
         return caption
