@@ -42,10 +42,9 @@ from tqdm import tqdm
 from ..models.rewards import BORDER, PromptEmbedder, RewardModel, region_crops
 from ..world.render import DEFAULT_SIZE, object_footprint
 from . import register_task
-from .fill_masks import sample_mask
-from .inpaint import LORA_TARGETS, adapted_unet, mask_latent, scene_renders
+from .inpaint import LORA_TARGETS, FillData, adapted_unet
 from .loop import pick_device, resume, save_checkpoint, start_run, warmup_cosine
-from .t2i import LayoutSource, latent_cache, load_autoencoder, load_t2i_recipe, make_scheduler, save_pipeline, text_cache, training_captions
+from .t2i import load_t2i_recipe, make_scheduler, save_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -124,21 +123,14 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
     out = start_run(cfg)
     torch.manual_seed(cfg.seed)
     t2i = load_t2i_recipe(cfg.teacher_recipe)
-    texts, _ = text_cache(t2i)
-    latents = latent_cache(t2i)
-    scenes = training_captions(t2i)[0]
-    source = LayoutSource(t2i, scenes)
-    renders = scene_renders(t2i, cfg.renders, cfg.threads)
-    n, c, h, _ = latents.shape
-    factor = DEFAULT_SIZE // h
     dev = pick_device(cfg.device)
-    ae = load_autoencoder(t2i.autoencoder).to(dev).requires_grad_(False)
-    scale = float(ae.config.scaling_factor)
+    data = FillData(t2i, cfg.renders, cfg.threads, dev)
+    scenes, ae, scale = data.scenes, data.ae, data.scale
     base = delta_base(init_unet)
     init_cfg = json.loads((Path(cfg.init) / "train_config.json").read_text()) if (Path(cfg.init) / "train_config.json").is_file() else {}
     targets = tuple(init_cfg.get("targets", LORA_TARGETS))
     full = tuple(init_cfg.get("full", ("conv_in",)))
-    unet = adapted_unet(base, c, int(ref["rank"]), float(ref["alpha"]), targets, full)
+    unet = adapted_unet(base, data.c, int(ref["rank"]), float(ref["alpha"]), targets, full)
     load_delta_into_peft(unet, init_unet)
     unet.to(dev)
     trainable = [p for p in unet.parameters() if p.requires_grad]
@@ -176,16 +168,10 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
     logs: dict[str, float] = {}
     while step < total:
         T, T1, T2 = _stage(cfg, step)
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=g).sort().values.numpy()
-        z0 = torch.from_numpy(latents[idx].astype(np.float32)).to(dev)  # (B, C, h, w)
-        tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)
-        layout = source(idx, h, h, dev)
-        drawn = [sample_mask(rng, DEFAULT_SIZE, scenes[i], cfg.masks) for i in idx]
-        m = torch.from_numpy(np.stack([mk for _, mk in drawn])[:, None].astype(np.float32)).to(dev)  # (B, 1, H, W)
-        x = torch.from_numpy(np.ascontiguousarray(renders[idx])).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1  # (B, 3, H, W)
-        with torch.no_grad():
-            masked = ae.encode(x * (1 - m)).latent.float() * scale
-        extra = torch.cat([mask_latent(m, factor), masked, layout], dim=1)
+        idx = torch.randint(0, data.n, (cfg.batch_size,), generator=g).sort().values.numpy()
+        b = data.batch(idx, rng, cfg.masks)  # encoded in fp32, as this stage always was
+        z0, tokens, x, m = b.x0, b.tokens, b.x, b.m  # (B, C, h, w), (B, L, 384), (B, 3, H, W), (B, 1, H, W)
+        extra = b.extra(data.factor)
         ts = timesteps_for(T)
         start = T - T1  # index of the step with T1 steps left
         stop = T - rng.randint(1, T2)  # index of t', with 1..T2 steps left
@@ -215,7 +201,7 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
             for j, i in enumerate(idx):
                 for o in scenes[i].objects:
                     foot = object_footprint(o, DEFAULT_SIZE)
-                    if (drawn[j][1] & foot).sum() >= 0.5 * foot.sum():
+                    if (b.m[j, 0].cpu().numpy() > 0.5)[foot].sum() >= 0.5 * foot.sum():
                         rows.append(j)
                         prompts.append(describe_new_object(o).rstrip(","))
                         boxes.append(torch.from_numpy(foot[None].astype(np.float32)))

@@ -133,6 +133,55 @@ def adapted_unet(base: str | Path, latent_channels: int, rank: int, alpha: float
     return unet
 
 
+@dataclass
+class FillBatch:
+    x0: torch.Tensor  # (B, C, h, w) clean latents
+    tokens: torch.Tensor  # (B, L, 384) caption token states
+    layout: torch.Tensor  # (B, M + C, h, w) layout map and encoded draft
+    x: torch.Tensor  # (B, 3, H, W) renders in [-1, 1]
+    m: torch.Tensor  # (B, 1, H, W) masks in {0, 1}
+    masked: torch.Tensor  # (B, C, h, w) latents of the renders with their masked pixels grey
+    kinds: list[str]  # the mask kind of each member
+
+    def extra(self, factor: int) -> torch.Tensor:
+        """(B, 1 + C + M + C, h, w): mask, masked latent, map and draft, in the order UNetDenoiser concatenates them."""
+        return torch.cat([mask_latent(self.m, factor), self.masked, self.layout], dim=1)
+
+
+class FillData:
+    """What both fill loops (this one and train/feedback.py) train on: a t2i recipe's cached latents, caption states,
+    layout maps and drafts, the renders of its scenes, and the frozen autoencoder that encodes masked renders."""
+
+    def __init__(self, t2i: Any, renders: str, threads: int, dev: torch.device) -> None:
+        self.texts, self.null = text_cache(t2i)  # (N, L, 384), (L, 384)
+        self.latents = latent_cache(t2i)  # (N, C, h, w)
+        self.scenes = training_captions(t2i)[0]
+        self.source = LayoutSource(t2i, self.scenes)
+        self.renders = scene_renders(t2i, renders, threads)
+        self.n, self.c, self.h, _ = self.latents.shape
+        self.factor = DEFAULT_SIZE // self.h
+        self.dev = dev
+        self.ae = load_autoencoder(t2i.autoencoder).to(dev).requires_grad_(False)
+        self.scale = float(self.ae.config.scaling_factor)
+
+    def batch(self, idx: np.ndarray, rng: random.Random, masks: dict[str, float], bf16: bool = False) -> FillBatch:
+        dev = self.dev
+        drawn = [sample_mask(rng, DEFAULT_SIZE, self.scenes[i], masks) for i in idx]
+        m = torch.from_numpy(np.stack([mk for _, mk in drawn])[:, None].astype(np.float32)).to(dev)
+        x = torch.from_numpy(np.ascontiguousarray(self.renders[idx])).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" or bf16):
+            masked = self.ae.encode(x * (1 - m)).latent.float() * self.scale  # masked pixels grey, as SD-inpainting
+        return FillBatch(
+            x0=torch.from_numpy(self.latents[idx].astype(np.float32)).to(dev),
+            tokens=torch.from_numpy(self.texts[idx].astype(np.float32)).to(dev),
+            layout=self.source(idx, self.h, self.h, dev),
+            x=x,
+            m=m,
+            masked=masked,
+            kinds=[k for k, _ in drawn],
+        )
+
+
 @register_task("inpaint", InpaintTrainConfig)
 def train_inpaint(cfg: InpaintTrainConfig) -> dict:
     from ..models.unet_delta import save_unet_delta, unet_delta_state
@@ -142,18 +191,10 @@ def train_inpaint(cfg: InpaintTrainConfig) -> dict:
     t2i = load_t2i_recipe(cfg.teacher_recipe)
     if not t2i.layout:
         raise ValueError(f"{cfg.teacher_recipe}: the inpainting generator is grown from a layout-map teacher")
-    texts, null = text_cache(t2i)  # (N, L, 384), (L, 384)
-    latents = latent_cache(t2i)  # (N, C, h, w)
-    scenes = training_captions(t2i)[0]
-    source = LayoutSource(t2i, scenes)
-    renders = scene_renders(t2i, cfg.renders, cfg.threads)
-    n, c, h, _ = latents.shape
-    factor = DEFAULT_SIZE // h
     dev = pick_device(cfg.device)
-    ae = load_autoencoder(t2i.autoencoder).to(dev).requires_grad_(False)
-    scale = float(ae.config.scaling_factor)
+    data = FillData(t2i, cfg.renders, cfg.threads, dev)
     base = Path(cfg.init) / "unet"
-    unet = adapted_unet(base, c, cfg.rank, cfg.alpha, cfg.targets, cfg.full).to(dev)
+    unet = adapted_unet(base, data.c, cfg.rank, cfg.alpha, cfg.targets, cfg.full).to(dev)
     trainable = [p for p in unet.parameters() if p.requires_grad]
     ema = torch.nn.ParameterList([torch.nn.Parameter(p.detach().clone(), requires_grad=False) for p in trainable])
     logger.info(
@@ -167,30 +208,22 @@ def train_inpaint(cfg: InpaintTrainConfig) -> dict:
     alphas = scheduler.alphas_cumprod.float()
     g = torch.Generator().manual_seed(cfg.seed + step)
     rng = random.Random(cfg.seed * 7919 + step)
-    null_t = torch.from_numpy(null.astype(np.float32)).to(dev)
+    null_t = torch.from_numpy(data.null.astype(np.float32)).to(dev)
     unet.train()
     bar = tqdm(total=cfg.steps, initial=step, desc="inpaint", mininterval=10)
     t0 = time.time()
     kinds: dict[str, int] = {}
     while step < cfg.steps:
-        idx = torch.randint(0, n, (cfg.batch_size,), generator=g).sort().values.numpy()
-        x0 = torch.from_numpy(latents[idx].astype(np.float32)).to(dev)  # (B, C, h, w)
-        tokens = torch.from_numpy(texts[idx].astype(np.float32)).to(dev)  # (B, L, 384)
-        layout = source(idx, h, h, dev)  # (B, M + C, h, w)
-        drawn = [sample_mask(rng, DEFAULT_SIZE, scenes[i], cfg.masks) for i in idx]
-        for kind, _ in drawn:
+        idx = torch.randint(0, data.n, (cfg.batch_size,), generator=g).sort().values.numpy()
+        b = data.batch(idx, rng, cfg.masks, cfg.bf16_cpu)
+        for kind in b.kinds:
             kinds[kind] = kinds.get(kind, 0) + 1
-        m = torch.from_numpy(np.stack([mk for _, mk in drawn])[:, None].astype(np.float32)).to(dev)  # (B, 1, H, W)
-        img = torch.from_numpy(np.ascontiguousarray(renders[idx])).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1  # (B, 3, H, W)
-        with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" or cfg.bf16_cpu):
-            masked = ae.encode(img * (1 - m)).latent.float() * scale  # (B, C, h, w): masked pixels grey, as SD-inpainting
         drop = (torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond).to(dev)
-        tokens[drop] = null_t
-        layout[drop] = 0
-        m_lat = mask_latent(m, factor)  # (B, 1, h, w)
-        extra = torch.cat([m_lat, masked, layout], dim=1)  # (B, 1 + C + M + C, h, w), the order UNetDenoiser uses
-        weight = 1 + cfg.mask_weight * m_lat
-        loss = diffusion_loss(unet, x0, tokens, alphas, t2i.prediction_type, t2i.min_snr_gamma, g, weight, extra, cfg.bf16_cpu)
+        b.tokens[drop] = null_t
+        b.layout[drop] = 0
+        extra = b.extra(data.factor)  # (B, 1 + C + M + C, h, w)
+        weight = 1 + cfg.mask_weight * mask_latent(b.m, data.factor)
+        loss = diffusion_loss(unet, b.x0, b.tokens, alphas, t2i.prediction_type, t2i.min_snr_gamma, g, weight, extra, cfg.bf16_cpu)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
