@@ -205,19 +205,19 @@ def _step_loss(
         good, bad = scale * (img * tr).sum(-1), scale * (img * tw).sum(-1)
         logits = scale * img @ tr.T  # (B, B): CLIP's in-batch contrastive term
         labels = torch.arange(len(right), device=dev)
-        return _pairwise(good, bad) + 0.5 * F.cross_entropy(logits, labels), {}
+        return _pairwise(good, bad) + 0.5 * F.cross_entropy(logits, labels)
     clean, deg, m, _ = src.degraded(idx)
     clean, deg, m = clean.to(dev), deg.to(dev), m.to(dev)
     changed = ((deg - clean).abs().amax(1, keepdim=True) > 0.04).float() * m  # (B, 1, H, W): pixels the fill really changed
     keep = (changed.sum((1, 2, 3)) > 16).float()  # a degradation that changed (almost) nothing teaches nothing
     if kind == "aesthetic":
         good, bad = net(clean), net(deg)
-        return (F.softplus(bad - good) * keep).sum() / keep.sum().clamp(min=1), {}
+        return (F.softplus(bad - good) * keep).sum() / keep.sum().clamp(min=1)
     logits = net(torch.cat([clean, deg]))  # (2B, 1, H, W)
     target = torch.cat([torch.zeros_like(changed), changed])
     pos = target.sum().clamp(min=1)
     w = torch.where(target > 0, target.numel() / (2 * pos), target.numel() / (2 * (target.numel() - pos)))
-    return F.binary_cross_entropy_with_logits(logits, target, weight=w), {}
+    return F.binary_cross_entropy_with_logits(logits, target, weight=w)
 
 
 @torch.no_grad()
@@ -289,7 +289,7 @@ def train_reward(cfg: RewardTrainConfig) -> dict:
     t0 = time.time()
     while step < cfg.steps:
         idx = [src.rng.randrange(n_train) for _ in range(cfg.batch_size)]
-        loss, _ = _step_loss(net, src, idx, emb, dev)
+        loss = _step_loss(net, src, idx, emb, dev)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
