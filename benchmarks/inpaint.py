@@ -6,7 +6,7 @@ Writes the suite (``retouch world bench --task TASK``) to OUT/suite unless it is
 reference rows (``identity``: the input unchanged, or for outpaint its edge pixels stretched; ``oracle``: the
 truth) and each backend of ``--backends`` through the ``TASK`` method, and writes OUT/table.md and
 OUT/<row>.json/.csv beside it.  ``--model`` adds inpainting model folders
-(SD-inpainting or retouch's Shapes model), one row per ``--steps``.
+(SD-inpainting or retouch's Shapes model), one row per ``--steps`` (and per ``--samples``: fills averaged).
 
     python benchmarks/inpaint.py --photos
 
@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         help="inpainting model folders (PATH or LABEL=PATH: SD-inpainting or retouch's Shapes model), each one more row per --steps",
     )
     p.add_argument("--steps", nargs="*", type=int, default=[20, 8], help="DDIM steps for each --model row (ByteEdit: 20 and 8)")
+    p.add_argument(
+        "--samples", nargs="*", type=int, default=[None], help="fills averaged per case for each --model row (default: the model's own)"
+    )
     p.add_argument("--limit", type=int, default=None, help="score the first K cases only")
     p.add_argument("--no-reference", action="store_true", help="skip the identity and oracle rows")
     p.add_argument("--photos", action="store_true", help="the real-photo check instead of a suite")
@@ -73,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         label, _, path = spec.rpartition("=")
         label = label or Path(path).name
         for steps in a.steps:
-            rows.append((f"{a.task}-{label}-{steps}", a.task, {"backend": "diffusion", "model": path, "steps": steps}))
+            for k in a.samples:
+                opts = {"backend": "diffusion", "model": path, "steps": steps} | ({} if k is None else {"samples": k})
+                rows.append((f"{a.task}-{label}-{steps}" + ("" if k is None else f"x{k}"), a.task, opts))
     summaries = []
     for name, method, options in rows:
         cfg = FillBenchConfig(str(suite), method, options=options, json_out=str(out / f"{name}.json"), limit=a.limit, label=name)

@@ -340,6 +340,7 @@ def _fill_options(a: argparse.Namespace) -> dict:
         ("model", a.model),
         ("steps", a.steps),
         ("guidance", a.guidance),
+        ("samples", a.samples),
         ("margin", a.margin),
         ("crop_size", a.crop_size),
     )
@@ -619,6 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument("--steps", type=int, default=None, help="diffusion: sampling steps (default 25)")
         fp.add_argument("--guidance", type=float, default=None, help="diffusion: classifier-free guidance (default 7.5)")
         fp.add_argument("--seed", type=int, default=0, help="diffusion: noise seed")
+        fp.add_argument(
+            "--samples", type=int, default=None, help="diffusion: fills averaged per crop (default: the model's own for erase, else 1)"
+        )
         fp.add_argument("--margin", type=int, default=None, help="context pixels around each mask region in its crop (default 64)")
         fp.add_argument(
             "--crop-size", type=int, default=None, help="the working size crops are filled at (default: the model's; classic: 512)"

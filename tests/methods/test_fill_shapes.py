@@ -72,3 +72,29 @@ def test_outpaint_keeps_the_input_and_fills_the_canvas():
     assert res.image.shape == c["target"].shape
     assert np.array_equal(res.image[~mask], canvas[~mask])
     assert _psnr(res.image[mask], c["target"][mask]) > _psnr(canvas[mask], c["target"][mask])
+
+
+def test_erase_samples_average_fills_into_a_nearer_mean():
+    """``samples`` K: the fill is the mean of K fills, run as one batch; pixels outside the mask stay the input's."""
+    rng = random.Random("test-fill-shapes/samples")
+    one = get_method("erase", model=MODEL, samples=1)
+    many = get_method("erase", model=MODEL, samples=6)
+    assert many.backend.nfe(None) == 6 * one.backend.nfe(None)
+    err1, errk = [], []
+    for _ in range(6):
+        c = sample_case("erase", rng)
+        m = c["mask"]
+        a = one.edit(EditRequest(image=c["source"], mask=m)).image
+        b = many.edit(EditRequest(image=c["source"], mask=m)).image
+        assert np.array_equal(b[~m], c["source"][~m])
+        err1.append(((a[m].astype(float) - c["target"][m]) ** 2).mean())
+        errk.append(((b[m].astype(float) - c["target"][m]) ** 2).mean())
+    # the mean of samples is the better estimate of what the mask hides (squared error pooled over the cases)
+    assert np.mean(errk) < np.mean(err1), (err1, errk)
+
+
+def test_samples_are_refused_where_they_mean_nothing():
+    with pytest.raises(ValueError, match="samples must be between 1"):
+        get_method("erase", model=MODEL, samples=0)
+    with pytest.raises(ValueError, match="deterministic"):
+        get_method("erase", backend="telea", samples=4)

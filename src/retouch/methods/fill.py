@@ -116,12 +116,17 @@ class ModelFill(FillBackend):
         device: str = "cpu",
         working_size: int | None = None,
         negative_prompt: str | None = None,
+        samples: int | None = None,
     ) -> None:
+        import json
+
         from ..models.backbone import load_backbone
 
         path = check_inpaint_folder(model)
         if steps is not None and steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
+        if samples is not None and not 1 <= samples <= MAX_SAMPLES:
+            raise ValueError(f"samples must be between 1 and {MAX_SAMPLES}, got {samples}")
         try:
             self.backbone = load_backbone(path, device=device)
         except (OSError, ValueError, TypeError, KeyError) as e:
@@ -133,6 +138,12 @@ class ModelFill(FillBackend):
         self.steps = steps or (self.backbone.default_steps if own else 25)
         self.guidance = guidance if guidance is not None else (self.backbone.default_guidance if own else 7.5)
         self.negative_prompt = negative_prompt
+        # erase: the mean of several samples' fills.  What lies under an erased object (a cloud, a blade of grass) is
+        # not in the image, so the fill that is nearest the truth on average is the conditional mean, which one
+        # sample of a few-step model only approximates (docs/inpaint.md).  A folder may name its own count.
+        index = json.loads((path / "model_index.json").read_text())
+        own_samples = int(index.get("retouch_erase_samples", 1)) if task == "erase" else 1
+        self.samples = samples if samples is not None else own_samples
         self.working_size = working_size or self.backbone.default_size
         self.multiple = max(8, self.backbone.vae_factor)
         self._composer = None
@@ -146,7 +157,7 @@ class ModelFill(FillBackend):
         return self.guidance if (prompt or self.negative_prompt or self._composer) else 1.0
 
     def nfe(self, prompt: str | None) -> int:
-        return self.steps * (2 if self._guidance(prompt) != 1.0 else 1)
+        return self.steps * self.samples * (2 if self._guidance(prompt) != 1.0 else 1)
 
     def prompt_for(self, image: np.ndarray, mask: np.ndarray, prompt: str | None) -> str:
         """What the model is told: the prompt, or for a Shapes model the caption of the scene the fill should leave."""
@@ -178,15 +189,22 @@ class ModelFill(FillBackend):
             m_lat = torch.nn.functional.max_pool2d(m, f)  # (1, 1, H/f, W/f)
             concat = torch.cat([m_lat.to(masked), masked], dim=1)  # (1, 1 + C, H/f, W/f)
             g = torch.Generator("cpu").manual_seed(seed)
-            noise = torch.randn((1, bb.latent_channels, h // f, w // f), generator=g).to(bb.device, bb.dtype)
+            k = self.samples
+            noise = torch.randn((k, bb.latent_channels, h // f, w // f), generator=g).to(bb.device, bb.dtype)  # (K, C, h, w)
             ts = timesteps_for(self.steps, bb.denoiser.num_train_timesteps)
 
             def on_step(i, n, _x):
                 if callback:
                     callback(i, n)
 
+            if k > 1:  # the K samples run as one batch
+                cond, concat = cond.repeat(k), concat.repeat(k, 1, 1, 1)
+                uncond = uncond.repeat(k) if uncond is not None else None
             z = sample_ddim(bb.denoiser, noise, ts, cond, guidance=guidance, uncond=uncond, callback=on_step, concat=concat)
-            return bb.decode_latents(z)[0]
+            images = bb.decode_latents(z)  # (K, H, W, 3) uint8
+            if k == 1:
+                return images[0]
+            return np.round(np.mean(images.astype(np.float32), axis=0)).astype(np.uint8)
 
 
 def check_inpaint_folder(model: str | Path) -> Path:
@@ -226,6 +244,7 @@ def check_inpaint_folder(model: str | Path) -> Path:
     return path
 
 
+MAX_SAMPLES = 32
 CLASSIC_BACKENDS = ("telea", "ns", "biharmonic")
 BACKENDS = CLASSIC_BACKENDS + ("diffusion",)
 
@@ -236,6 +255,7 @@ class BackendSettings:
     model: str | None = None  # a diffusers SD-inpainting folder (the diffusion backend)
     steps: int | None = None  # the diffusion backend's DDIM steps (default: the model's own, 25 for a foreign checkpoint)
     guidance: float | None = None
+    samples: int | None = None  # diffusion: fills averaged per crop (default: the folder's retouch_erase_samples for erase, else 1)
     radius: int = 5  # OpenCV's inpaintRadius, pixels
     crop_size: int | None = None  # the working size (default: the model's, or 512 for the classic backends)
     device: str = "cpu"
@@ -250,7 +270,13 @@ def make_backend(s: BackendSettings, task: str = "inpaint") -> FillBackend:
     if name == "diffusion":
         if not s.model:
             raise ValueError("the diffusion backend needs a diffusers SD-inpainting folder (--model PATH)")
-        return ModelFill(s.model, task=task, steps=s.steps, guidance=s.guidance, device=s.device, working_size=s.crop_size)
+        return ModelFill(
+            s.model, task=task, steps=s.steps, guidance=s.guidance, device=s.device, working_size=s.crop_size, samples=s.samples
+        )
+    if s.samples not in (None, 1):
+        raise ValueError(
+            f"samples averages diffusion fills; backend {name!r} is deterministic and takes none (use --backend diffusion --model PATH)"
+        )
     if s.model:
         raise ValueError(f"backend {name!r} is a classic method and loads no model; --model needs --backend diffusion")
     size = s.crop_size or CLASSIC_SIZE
