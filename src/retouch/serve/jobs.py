@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..edit import Editor, encode_png
-from ..schema import EditRecord, EditSpec
+from ..schema import EditRecord, EditSpec, FillRecord, FillRequest
 from .problems import Problem, problem_body
 from .service import Cancelled, Tracker, step_callback
 
@@ -27,13 +27,13 @@ FINISHED = ("done", "failed", "cancelled")
 @dataclass
 class JobItem:
     index: int
-    spec: EditSpec
+    spec: EditSpec | FillRequest  # a FillRequest: an item of an inpaint / erase / outpaint job
     method: str
     image: np.ndarray | None
     mask: np.ndarray | None = None
     state: str = "queued"  # queued | running | done | failed | cancelled
     error: dict | None = None
-    record: EditRecord | None = None
+    record: EditRecord | FillRecord | None = None
     png: bytes | None = None
 
     def to_json(self, job_id: str) -> dict[str, Any]:
@@ -190,22 +190,27 @@ class JobStore:
             it.state = "running"
             job.tracker.update(item=it.index, step=0, steps=0)
             t0 = time.perf_counter()
+            callback = step_callback(job.cancel, job.tracker, item=it.index)
             try:
-                loaded = self.service.loaded(it.method, job.model)
-                with loaded.lock:
-                    (turn,) = Editor(loaded.method).edit(
-                        it.image,
-                        it.spec.instruction,
-                        target_prompt=it.spec.target_prompt,
-                        source_prompt=it.spec.source_prompt,
-                        mask=it.mask,
-                        strength=it.spec.strength,
-                        callback=step_callback(job.cancel, job.tracker, item=it.index),
+                if isinstance(it.spec, FillRequest):
+                    out, it.record = self.service.fill(it.spec, it.image, it.mask, callback)
+                else:
+                    loaded = self.service.loaded(it.method, job.model)
+                    with loaded.lock:
+                        (turn,) = Editor(loaded.method).edit(
+                            it.image,
+                            it.spec.instruction,
+                            target_prompt=it.spec.target_prompt,
+                            source_prompt=it.spec.source_prompt,
+                            mask=it.mask,
+                            strength=it.spec.strength,
+                            callback=callback,
+                        )
+                    out = turn.image
+                    it.record = EditRecord.from_result(
+                        turn.result, method=it.method, seconds=time.perf_counter() - t0, instruction=it.spec.instruction, model=job.model
                     )
-                it.record = EditRecord.from_result(
-                    turn.result, method=it.method, seconds=time.perf_counter() - t0, instruction=it.spec.instruction, model=job.model
-                )
-                it.png = encode_png(turn.image, it.record)
+                it.png = encode_png(out, it.record)
                 it.state = "done"
             except Cancelled:
                 it.state = "cancelled"

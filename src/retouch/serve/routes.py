@@ -1,13 +1,16 @@
 """Every route of the API, registered in one place (``register_routes``); docs/serve.md is the contract.
 
-Task routes: one per entry of ``TASKS`` that a served method does (``Method.task``).  A later task
-(inpaint, erase, outpaint) is one ``TaskSpec`` here; its methods set ``task`` and register as usual.
+Task routes: one per entry of ``TASKS`` that a served method does (``Method.task``).  A task is one ``TaskSpec``
+here; its methods set ``task`` and register as usual.  The fill tasks (inpaint, erase, outpaint) name their
+request model (``retouch.schema``), whose fields are the route's form fields and the JSON keys of their job
+edits (``POST /v1/jobs`` with ``task``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 import logging
 import time
@@ -17,14 +20,25 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..edit import Editor, encode_png
-from ..schema import MAX_STRENGTH, EditRecord, EditSpec, GenerateRecord, GenerateRequest
+from ..schema import (
+    MAX_STRENGTH,
+    EditRecord,
+    EditSpec,
+    EraseRequest,
+    FillRecord,
+    FillRequest,
+    GenerateRecord,
+    GenerateRequest,
+    InpaintRequest,
+    OutpaintRequest,
+)
 from .jobs import FINISHED, Job, JobItem
 from .problems import Problem, field_of
 from .service import ServerSession, Service, step_callback
@@ -40,10 +54,14 @@ class TaskSpec:
     path: str  # under /v1
     summary: str
     mask_required: bool = False
+    request: type[FillRequest] | None = None  # a fill task's request model: its fields are the route's form fields
 
 
 TASKS: dict[str, TaskSpec] = {
     "edit": TaskSpec("edit", "/edit", "Edit an image from an instruction or a target caption"),
+    "inpaint": TaskSpec("inpaint", "/inpaint", "Draw what a prompt describes inside a mask", True, InpaintRequest),
+    "erase": TaskSpec("erase", "/erase", "Fill a mask with what its surroundings imply", True, EraseRequest),
+    "outpaint": TaskSpec("outpaint", "/outpaint", "Extend the canvas by pixels per side and fill them", False, OutpaintRequest),
 }
 
 
@@ -136,7 +154,7 @@ class JobItemOut(BaseModel):
     image: str | None
     state: str
     error: dict | None
-    record: EditRecord | None
+    record: FillRecord | EditRecord | None = Field(union_mode="left_to_right")  # a fill record has a task; an edit's has none
     result_url: str | None
 
 
@@ -202,6 +220,61 @@ def edit_spec(**kw: Any) -> EditSpec:
         raise Problem(422, str(err.get("msg", "invalid")).removeprefix("Value error, "), field) from e
 
 
+def fill_request(cls: type[FillRequest], where: str | None = None, **kw: Any) -> FillRequest:
+    """``cls(**kw)``, or a 422 naming the field at fault (``where``: a job's ``edits[k]``, prefixed to it)."""
+    try:
+        return cls(**kw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        cause = (err.get("ctx") or {}).get("error")
+        field = getattr(cause, "field", None) or field_of(err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if where is not None:
+            msg, field = f"{where}{'.' + field if field else ''}: {msg}", f"{where}.{field}" if field else where
+        elif field and err.get("type") != "value_error":  # pydantic's own words do not name the field
+            msg = f"{field}: {msg}"
+        raise Problem(422, msg, field) from e
+
+
+async def fill_job_items(svc: Service, task: TaskSpec, edits: str | None, uploads: dict[str, bytes], model: str | None) -> list[JobItem]:
+    """The items of a fill job: ``edits`` is a JSON list of ``task.request`` objects naming uploads by file name
+    (``model``: their default inpainting model); each is checked, and its image and mask read, before the job runs."""
+    if edits is None:
+        keys = "image, mask, " if task.mask_required else "image, left, right, top, bottom, "
+        raise Problem(422, f"a {task.name} job needs edits: a JSON list of {{{keys}...}} objects, one per fill", "edits")
+    try:
+        raw = json.loads(edits)
+    except json.JSONDecodeError as e:
+        raise Problem(422, f"edits is not JSON ({e})", "edits") from e
+    if not isinstance(raw, list) or not raw:
+        raise Problem(422, "edits must be a non-empty JSON list of objects", "edits")
+    if len(raw) > svc.settings.max_job_items:
+        raise Problem(422, f"{len(raw)} edits; a job takes at most {svc.settings.max_job_items} (max_job_items)", "edits")
+    name = svc.check_method(None, task.name, "task")
+    items = []
+    for i, obj in enumerate(raw):
+        where = f"edits[{i}]"
+        if not isinstance(obj, dict):
+            raise Problem(422, f"{where} is not an object", where)
+        spec = fill_request(task.request, where, **({"model": model} if model else {}) | obj)
+        svc.check_fill_model(spec.model, f"{where}.model")
+        if spec.image is None or spec.image not in uploads:
+            raise Problem(
+                422, f"{where}.image names {spec.image!r}, which is not an uploaded file ({', '.join(uploads)})", f"{where}.image"
+            )
+        img = await run_in_threadpool(svc.read_image, uploads[spec.image], f"{where}.image")
+        m = None
+        if task.mask_required:
+            if spec.mask is None or spec.mask not in uploads:
+                said = "names no mask" if spec.mask is None else f"names mask {spec.mask!r}, which is not an uploaded file"
+                raise Problem(422, f"{where} {said}: {task.name} needs one (white = the pixels to fill)", f"{where}.mask")
+            m = await run_in_threadpool(svc.read_fill_mask, uploads[spec.mask], img.shape[:2], f"{where}.mask", f"{where}.image")
+        if isinstance(spec, OutpaintRequest):
+            svc.check_canvas(img.shape, spec, f"{where}.")
+        items.append(JobItem(i, spec, name, img, m))
+    return items
+
+
 def session_json(ss: ServerSession) -> dict:
     s = ss.session
     img = s.turns[0].image
@@ -261,12 +334,16 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
         return svc.method_info()
 
     @v1.get("/models", response_model=list[ModelInfo], tags=["meta"])
-    def models(svc: Svc) -> list[dict]:
-        return svc.model_info()
+    def models(
+        svc: Svc, task: Annotated[str, Query(description="edit (the default), or a fill task: its inpainting models")] = "edit"
+    ) -> list[dict]:
+        if task not in TASKS:
+            raise Problem(422, f"unknown task {task!r}; known: {', '.join(TASKS)}", "task")
+        return svc.model_info(task)
 
     for task in TASKS.values():
         if any(svc_task == task.name for svc_task in (type_task(m) for m in svc.methods)):
-            _register_task(v1, task)
+            (_register_task if task.request is None else _register_fill_task)(v1, task)
 
     @v1.post(
         "/generate",
@@ -427,17 +504,29 @@ def register_routes(app: FastAPI, svc: Service, auth) -> None:
         target_prompt: Annotated[str | None, Form()] = None,
         method: Annotated[str | None, Form()] = None,
         strength: Annotated[float | None, Form(ge=0.0, le=MAX_STRENGTH)] = None,
-        model: Annotated[str | None, Form()] = None,
+        model: Annotated[str | None, Form(description="edit: a served model; a fill task: the items' default inpainting model")] = None,
+        task: Annotated[str | None, Form(description="edit (default), inpaint, erase or outpaint: what every edit does")] = None,
     ) -> JSONResponse:
         """A batch of edits, run in the background; poll `GET /v1/jobs/{id}` or stream `/events`."""
         s = svc.settings
-        model_name = svc.check_model(model)
+        task_name = (task or "").strip() or "edit"
+        if task_name not in TASKS:
+            raise Problem(422, f"unknown task {task_name!r}; known: {', '.join(TASKS)}", "task")
+        model_name = svc.check_model(model) if task_name == "edit" else svc.check_fill_model(model)
         uploads: dict[str, bytes] = {}
         for k, f in enumerate(files):
             name = f.filename or f"file{k}"
             if name in uploads:
                 raise Problem(422, f"two files are named {name!r}: edits name files by their file name", f"files[{k}]")
             uploads[name] = await f.read()
+        if task_name != "edit":
+            given = {"instruction": instruction, "target_prompt": target_prompt, "method": method, "strength": strength}
+            for key, value in given.items():
+                if value is not None and str(value).strip():
+                    raise Problem(422, f"{key} belongs to edit jobs; a {task_name} job's edits say what each fill does", key)
+            items = await fill_job_items(svc, TASKS[task_name], edits, uploads, model_name)
+            job = svc.jobs.submit(items, None)
+            return JSONResponse(job.to_json(), status_code=202)
         if edits is not None:
             try:
                 raw = json.loads(edits)
@@ -588,6 +677,78 @@ def _register_task(router: APIRouter, task: TaskSpec) -> None:
     router.add_api_route(
         task.path,
         run_task,
+        methods=["POST"],
+        tags=[task.name],
+        summary=task.summary,
+        response_class=Response,
+        responses={200: {"content": {PNG: {}, "application/json": {"schema": ImageAnswer.model_json_schema()}}}},
+    )
+
+
+_CONSTRAINTS = {"Ge": "ge", "Le": "le", "Gt": "gt", "Lt": "lt", "MinLen": "min_length", "MaxLen": "max_length"}
+
+
+def _form_parameters(model: type[FillRequest]) -> list[inspect.Parameter]:
+    """The request model's fields (but ``image`` / ``mask``, which come as files) as multipart form parameters."""
+    params = []
+    for name, f in model.model_fields.items():
+        if name in ("image", "mask"):
+            continue
+        limits = {
+            _CONSTRAINTS[type(m).__name__]: getattr(m, _CONSTRAINTS[type(m).__name__])
+            for m in f.metadata
+            if type(m).__name__ in _CONSTRAINTS
+        }
+        form = Form(description=f.description, **limits)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=Annotated[f.annotation, form]))
+    return params
+
+
+def _register_fill_task(router: APIRouter, task: TaskSpec) -> None:
+    """``POST /v1/<task>`` of a fill task: ``image`` (and ``mask``) as files, the fields of ``task.request`` as form
+    fields; answered with the filled PNG (or JSON), its ``FillRecord`` in headers and text chunks."""
+    request_model = task.request
+    assert request_model is not None
+
+    async def run_fill(request: Request, svc: Service, image: UploadFile, mask: UploadFile | None = None, **fields: Any) -> Response:
+        req = fill_request(request_model, **fields)
+        svc.check_method(None, task.name)
+        svc.check_fill_model(req.model)
+        img = await run_in_threadpool(svc.read_image, await read_upload(image))  # decoding is off the event loop
+        m = await run_in_threadpool(svc.read_fill_mask, await read_upload(mask), img.shape[:2]) if task.mask_required else None
+        if isinstance(req, OutpaintRequest):
+            svc.check_canvas(img.shape, req)
+        out, rec = await svc.run(
+            lambda cancel: svc.fill(req, img, m, step_callback(cancel, None)), task.name, "mask" if task.mask_required else None
+        )
+        return image_answer(request, out, rec)
+
+    files = [
+        inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+        inspect.Parameter("svc", inspect.Parameter.KEYWORD_ONLY, annotation=Svc),
+        inspect.Parameter(
+            "image",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[UploadFile, File(description="the image (PNG, JPEG, WebP; RGB, no transparency)")],
+        ),
+    ]
+    if task.mask_required:
+        files.append(
+            inspect.Parameter(
+                "mask",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[UploadFile, File(description="the image's size, any mode: white (or non-zero alpha) = fill")],
+            )
+        )
+    run_fill.__signature__ = inspect.Signature(files + _form_parameters(request_model), return_annotation=Response)  # type: ignore[attr-defined]
+    run_fill.__name__ = f"task_{task.name}"
+    run_fill.__doc__ = (
+        f"{task.summary}. Answers image/png (the fill record in X-Retouch-* headers and the PNG's text chunks), "
+        "or JSON with the image base64-encoded for `Accept: application/json`. Every pixel outside the mask is the input's."
+    )
+    router.add_api_route(
+        task.path,
+        run_fill,
         methods=["POST"],
         tags=[task.name],
         summary=task.summary,

@@ -21,7 +21,8 @@ import anyio
 import numpy as np
 
 from ..edit import load_image, load_mask
-from ..methods import METHODS, Method, Progress, get_method, list_methods, takes_strength
+from ..methods import METHODS, EditRequest, Method, Progress, get_method, list_methods, takes_strength
+from ..schema import FILL_REQUESTS, FILL_TASKS, FillRecord, FillRequest, OutpaintRequest
 from ..session import EditSession
 from .problems import Problem
 from .settings import ServeSettings
@@ -122,7 +123,10 @@ class Service:
             raise ValueError(f"method {settings.default_method!r} is a reference method (it needs ground truth): it cannot be served")
         if settings.default_method not in self.methods:
             raise ValueError(f"the default method {settings.default_method!r} is not served ({', '.join(self.methods)})")
-        self._loaded: OrderedDict[tuple[str, str | None], Loaded] = OrderedDict()
+        # the fill tasks' diffusion models, by name (a client names one, never a path); never the edit models above
+        self.fill_models: dict[str, Path] = {Path(p).resolve().name: Path(p) for p in settings.served_fill_models()}
+        # (method, model) for edit methods; (task, model, backend, steps) for the fill tasks
+        self._loaded: OrderedDict[tuple, Loaded] = OrderedDict()
         self._load_lock = threading.Lock()
         self._busy = 0
         self._busy_lock = threading.Lock()
@@ -140,7 +144,10 @@ class Service:
             served = [m for m in self.methods if METHODS[m].task == task]
             raise Problem(422, f"unknown method {name!r} for {task}; served: {', '.join(served)} (GET /v1/methods)", field_name)
         if METHODS[name].task != task:
-            raise Problem(422, f"method {name!r} does {METHODS[name].task}, not {task}", field_name)
+            other = METHODS[name].task
+            raise Problem(
+                422, f"method {name!r} does {other}, not {task}" + (f" (POST /v1/{other})" if other in FILL_TASKS else ""), field_name
+            )
         return name
 
     def default_method_for(self, task: str) -> str:
@@ -158,6 +165,31 @@ class Service:
         if name not in self.models:
             raise Problem(422, f"unknown model {name!r}; served: {', '.join(self.models)} (GET /v1/models)", field_name)
         return name
+
+    def check_fill_model(self, name: str | None, field_name: str = "model") -> str | None:
+        """A fill model's name (``GET /v1/models?task=...``), or None (the classic backends).  Only the folders the
+        server was started with are served: a client names one, and never a path."""
+        name = (name or "").strip() or None
+        if name is not None and name not in self.fill_models:
+            served = ", ".join(self.fill_models) or "none"
+            raise Problem(422, f"unknown inpainting model {name!r}; served: {served} (GET /v1/models?task=inpaint)", field_name)
+        return name
+
+    def check_canvas(self, shape: tuple[int, ...], req: OutpaintRequest, prefix: str = "") -> None:
+        """An outpainted canvas within retouch's side limit and the server's ``max_pixels`` (else a 422 naming the
+        largest side asked for: ``prefix`` + ``left`` / ...)."""
+        from ..methods.inpaint import MAX_CANVAS
+
+        h, w = shape[0] + req.top + req.bottom, shape[1] + req.left + req.right
+        limit = self.settings.max_pixels
+        if max(h, w) > MAX_CANVAS or h * w > limit:
+            side = max(req.sides, key=lambda k: req.sides[k])
+            raise Problem(
+                422,
+                f"the outpainted canvas would be {w}x{h} = {w * h} pixels; the server makes at most {limit} (max_pixels), "
+                f"with sides of at most {MAX_CANVAS}",
+                prefix + side,
+            )
 
     def check_strength(self, method: str, strength: float | None) -> None:
         if strength is not None and not takes_strength(METHODS[method]):
@@ -177,7 +209,9 @@ class Service:
             for m in self.methods
         ]
 
-    def model_info(self) -> list[dict]:
+    def model_info(self, task: str = "edit") -> list[dict]:
+        if task in FILL_TASKS:  # no default: without a model a fill runs the classic backend (telea)
+            return [{"name": n, "default": False} for n in self.fill_models]
         default = self.default_model or next(iter(self.models), None)
         return [{"name": n, "default": n == default} for n in self.models]
 
@@ -187,6 +221,17 @@ class Service:
             raise Problem(422, f"the {field_name} file is empty", field_name)
         try:
             return load_image(data, max_pixels=self.settings.max_pixels, name=f"the {field_name} file")
+        except ValueError as e:
+            raise Problem(422, _tidy(str(e)), field_name) from e
+
+    def read_fill_mask(self, data: bytes, size: tuple[int, int], field_name: str = "mask", image_name: str = "image") -> np.ndarray:
+        """A fill mask as ``retouch inpaint / erase`` read it (any mode: white, or non-zero alpha, = fill)."""
+        from ..fill import load_fill_mask
+
+        if not data:
+            raise Problem(422, f"the {field_name} file is empty", field_name)
+        try:
+            return load_fill_mask(data, size, name=f"the {field_name} file", image_name=f"the {image_name} file")
         except ValueError as e:
             raise Problem(422, _tidy(str(e)), field_name) from e
 
@@ -200,28 +245,66 @@ class Service:
 
     # -- methods, loaded once each ------------------------------------------------------------------------
     def loaded(self, method: str, model: str | None) -> Loaded:
-        key = (method, model)
+        options = dict(self.settings.method_options.get(method, {}))
+        if model is not None:
+            options["model"] = str(self.models[model])
+        return self._pooled((method, model), method, options, model or "default")
+
+    def loaded_fill(self, req: FillRequest) -> Loaded:
+        """The fill method of ``req.task`` with its backend, model and steps (the seed is set per fill, see ``fill``)."""
+        backend = req.backend_name
+        steps = req.steps if backend == "diffusion" else None  # the classic backends take no steps
+        options = dict(self.settings.method_options.get(req.task, {})) | {"backend": backend}
+        if req.model is not None:
+            options["model"] = str(self.fill_models[req.model])
+        if steps is not None:
+            options["steps"] = steps
+        return self._pooled((req.task, req.model, backend, steps), req.task, options, req.model or backend)
+
+    def _pooled(self, key: tuple, method: str, options: dict, label: str) -> Loaded:
+        """The loaded method under ``key``, constructed once (at most ``max_loaded_methods`` are kept)."""
         with self._load_lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-            options = dict(self.settings.method_options.get(method, {}))
-            if model is not None:
-                options["model"] = str(self.models[model])
             t0 = time.perf_counter()
             try:
                 item = Loaded(get_method(method, **options))
             except (ValueError, OSError) as e:
-                raise Problem(422, f"method {method!r} cannot load model {model or 'default'!r}: {e}", "model") from e
-            logger.info("loaded %s (model %s) in %.1f s", method, model or "default", time.perf_counter() - t0)
+                raise Problem(422, f"method {method!r} cannot load model {label!r}: {e}", "model") from e
+            logger.info("loaded %s (model %s) in %.1f s", method, label, time.perf_counter() - t0)
             self._loaded[key] = item
             while len(self._loaded) > self.settings.max_loaded_methods:
                 self._loaded.popitem(last=False)  # a session or job that holds it keeps its own reference
             return item
 
+    def fill(
+        self, req: FillRequest, image: np.ndarray, mask: np.ndarray | None, callback: Progress | None = None
+    ) -> tuple[np.ndarray, FillRecord]:
+        """One inpaint / erase / outpaint, through the registered fill method as ``retouch inpaint / erase / outpaint``
+        run it: ``edit`` with the mask, or ``outpaint`` with the pixel counts.  Pixels outside the mask are the input's."""
+        item = self.loaded_fill(req)
+        t0 = time.perf_counter()
+        with item.lock:
+            method = item.method
+            method.settings.seed = req.seed  # the request's noise (the instance is shared; its lock makes this one fill's)
+            if req.task == "outpaint":
+                res = method.outpaint(image, prompt=req.prompt, callback=callback, **req.sides)
+            else:
+                res = method.edit(EditRequest(image=image, target_prompt=getattr(req, "prompt", None), mask=mask), callback=callback)
+        rec = FillRecord.from_result(
+            res,
+            method=method.name,
+            seconds=time.perf_counter() - t0,
+            model=req.model,
+            steps=getattr(method.backend, "steps", None),
+            seed=req.seed,
+        )
+        return res.image, rec
+
     def loaded_names(self) -> list[str]:
         with self._load_lock:
-            return [f"{m}@{model or 'default'}" for m, model in self._loaded]
+            return [f"{k[0]}@{k[1] or (k[2] if len(k) > 2 else 'default')}" for k in self._loaded]
 
     # -- admission, timeout, cancellation ------------------------------------------------------------------
     @property
@@ -243,15 +326,24 @@ class Service:
                 )
             self._busy += 1
         cancel = threading.Event()
+        slot = {"started": False, "freed": False}  # under _busy_lock: the slot is freed once, by whoever is last
+
+        def free() -> None:
+            if not slot["freed"]:
+                slot["freed"] = True
+                self._busy -= 1
 
         def guarded() -> Any:
-            try:
+            with self._busy_lock:
                 if cancel.is_set():
+                    free()
                     raise Cancelled("cancelled before it started")
+                slot["started"] = True
+            try:
                 return work(cancel)
             finally:
                 with self._busy_lock:
-                    self._busy -= 1
+                    free()
 
         try:
             with anyio.fail_after(s.request_timeout_s):
@@ -269,6 +361,11 @@ class Service:
             raise Problem(409, str(e)) from e
         except ValueError as e:  # what a method or rewriter refused in the request (the detail says what)
             raise Problem(422, str(e), value_field) from e
+        finally:
+            cancel.set()  # still running (timed out, the client gone): it stops at its next step
+            with self._busy_lock:
+                if not slot["started"]:  # cancelled before a worker thread took it (anyio then never runs it)
+                    free()
 
     # -- sessions ------------------------------------------------------------------------------------------
     def open_session(
@@ -338,7 +435,12 @@ class Service:
         """Load ``settings.preload`` now (a ValueError that says why if one cannot load)."""
         for m in self.settings.preload:
             try:
-                self.loaded(self.check_method(m, METHODS[m].task if m in METHODS else "edit", "preload"), self.default_model)
+                task = METHODS[m].task if m in METHODS else "edit"
+                name = self.check_method(m, task, "preload")
+                if task in FILL_TASKS:  # its default, the classic backend (a request's model loads on its first use)
+                    self.loaded_fill(FILL_REQUESTS[task].model_construct())  # unchecked: inpaint without a prompt
+                    continue
+                self.loaded(name, self.default_model)
             except Problem as e:
                 raise ValueError(f"cannot preload {m!r}: {e.detail}") from e
 

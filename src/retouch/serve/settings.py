@@ -21,7 +21,11 @@ class ServeSettings(BaseModel):
     model requests at once (more: 429 with ``Retry-After: retry_after_s``), ``request_timeout_s``
     per model request (408), ``max_sessions`` / ``max_session_bytes`` (least recently used sessions
     are evicted past either), ``max_jobs`` stored jobs (finished ones are dropped oldest first) of at
-    most ``max_job_items`` edits each.
+    most ``max_job_items`` edits each.  ``max_pixels`` also bounds an outpainted canvas.
+
+    ``fill_models``: the diffusion inpainting folders the fill tasks (inpaint, erase, outpaint) may use, named by
+    their folder names (``GET /v1/models?task=erase``); default: the shipped ``models/shapes-inpaint``.  They are
+    apart from ``model``: a fill never runs the served edit model.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -29,6 +33,7 @@ class ServeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     model: str | None = None  # a pipeline folder served as the default model; None: the shipped Shapes models
+    fill_models: list[str] | None = None  # inpainting folders for the fill tasks; None: the shipped models/shapes-inpaint
     token: str | None = None  # when set, every /v1 route needs "Authorization: Bearer <token>"
     default_method: str = "turbo"
     methods: list[str] | None = None  # methods served (default: every registered non-reference method)
@@ -61,6 +66,27 @@ class ServeSettings(BaseModel):
             )
         if self.model is not None and not Path(self.model).is_dir():
             raise ValueError(f"--model {self.model}: no such model folder")
+        names: dict[str, str] = {}
+        for folder in self.fill_models or []:
+            from ..methods.fill import check_inpaint_folder
+
+            try:
+                check_inpaint_folder(folder)  # from its config files: no weight loads here
+            except (OSError, ValueError) as e:
+                raise ValueError(f"fill model {folder}: {e}") from e
+            name = Path(folder).resolve().name
+            if name in names:
+                raise ValueError(f"fill models {names[name]} and {folder} have the same name {name!r}: clients name them by it")
+            names[name] = folder
+
+    def served_fill_models(self) -> list[Path]:
+        """The fill tasks' model folders: ``fill_models``, or the shipped Shapes inpainting model where it is."""
+        if self.fill_models is not None:
+            return [Path(p) for p in self.fill_models]
+        from ..models.backbone import MODELS_DIR
+
+        shipped = MODELS_DIR / "shapes-inpaint"
+        return [shipped] if (shipped / "model_index.json").is_file() else []
 
 
 def is_loopback(host: str) -> bool:
