@@ -121,6 +121,7 @@ FILL_TASKS = ("inpaint", "erase", "outpaint")
 FILL_BACKENDS = ("telea", "ns", "biharmonic", "diffusion")  # retouch.methods.fill.BACKENDS
 CLASSIC_FILL_BACKENDS = ("telea", "ns", "biharmonic")
 MAX_FILL_STEPS = 100  # as GenerateRequest.steps
+MAX_FILL_SAMPLES = 16  # fills averaged per crop: run as one batch, so memory grows with it
 MAX_OUTPAINT_SIDE = 4096  # pixels added on one side at most (the canvas itself: retouch.methods.inpaint.MAX_CANVAS)
 
 
@@ -156,6 +157,9 @@ class FillRequest(BaseModel):
     model: str | None = Field(default=None, description="a diffusion inpainting model (server: a name of GET /v1/models?task=...)")
     steps: int | None = Field(default=None, ge=1, le=MAX_FILL_STEPS, description="diffusion: sampling steps (default: the model's own)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="diffusion: the noise seed")
+    samples: int | None = Field(
+        default=None, ge=1, le=MAX_FILL_SAMPLES, description="diffusion: fills averaged per crop (default: the model's own for erase, else 1)"
+    )
 
     @field_validator("backend")
     @classmethod
@@ -181,6 +185,8 @@ class FillRequest(BaseModel):
             raise FieldError("model", f"backend {self.backend!r} is a classic method and loads no model; a model needs backend diffusion")
         if self.backend == "diffusion" and self.model is None:
             raise FieldError("model", "the diffusion backend needs a model: a diffusion inpainting model (GET /v1/models?task=...)")
+        if self.samples not in (None, 1) and self.backend_name != "diffusion":
+            raise FieldError("samples", f"samples averages diffusion fills; backend {self.backend_name!r} is deterministic and takes none")
         self._check_prompt()
         return self
 

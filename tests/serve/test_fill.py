@@ -71,7 +71,7 @@ def test_fill_routes_are_served_beside_edit(server):
         assert {"/v1/edit", "/v1/inpaint", "/v1/erase", "/v1/outpaint"} <= set(paths)
         form = c.get("/openapi.json").json()["components"]["schemas"]
         outpaint_form = next(v for k, v in form.items() if "outpaint" in k)["properties"]
-        assert {"image", "left", "right", "top", "bottom", "prompt", "backend", "model", "steps", "seed"} == set(outpaint_form)
+        assert {"image", "left", "right", "top", "bottom", "prompt", "backend", "model", "steps", "seed", "samples"} == set(outpaint_form)
         methods = {m["name"]: m for m in c.get("/v1/methods").json()}
         assert methods["erase"]["task"] == "erase" and methods["inpaint"]["task"] == "inpaint" and methods["outpaint"]["task"] == "outpaint"
         # edit models and fill models are apart: the fill list never holds the edit model, and the edit list is unchanged
@@ -163,6 +163,8 @@ def test_fill_errors_name_the_field(fills, limits):
         assert_problem(fill(c, "/v1/erase", img, {"backend": "telea", "model": MODEL}, mask=mask), 422, "model", "classic")
         assert_problem(fill(c, "/v1/erase", img, {"model": MODEL, "steps": "0"}, mask=mask), 422, "steps")
         assert_problem(fill(c, "/v1/erase", img, {"seed": "-1"}, mask=mask), 422, "seed")
+        assert_problem(fill(c, "/v1/erase", img, {"samples": "4"}, mask=mask), 422, "samples", "deterministic")
+        assert_problem(fill(c, "/v1/erase", img, {"model": MODEL, "samples": "0"}, mask=mask), 422, "samples")
         # inpaint: a prompt is required (also with a model), and it needs a diffusion model
         assert_problem(fill(c, "/v1/inpaint", img, {"model": MODEL}, mask=mask), 422, "prompt", "needs a prompt")
         assert_problem(fill(c, "/v1/inpaint", img, {"model": MODEL, "prompt": "   "}, mask=mask), 422, "prompt", "needs a prompt")
@@ -329,6 +331,10 @@ def test_erase_and_inpaint_with_the_shipped_model(fills):
         assert rec["backend"] == "diffusion" and rec["model"] == MODEL and rec["steps"] == 1 and rec["seed"] == 3 and rec["nfe"] >= 1
         again = fill(c, "/v1/erase", png_bytes(src), data, mask=png_bytes(m.astype(np.uint8) * 255, "L"))
         assert np.array_equal(decode(again.content), out)  # seeded: the same fill
+        # samples: that many fills averaged, each one a network evaluation per step
+        mean = fill(c, "/v1/erase", png_bytes(src), data | {"samples": "3"}, mask=png_bytes(m.astype(np.uint8) * 255, "L"))
+        assert mean.status_code == 200, mean.text
+        assert record_of(mean)["nfe"] == 3 * rec["nfe"] and np.array_equal(decode(mean.content)[~m], src[~m])
         r = fill(
             c, "/v1/inpaint", png_bytes(src), data | {"prompt": "a large red solid star"}, mask=png_bytes(m.astype(np.uint8) * 255, "L")
         )

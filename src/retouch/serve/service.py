@@ -259,7 +259,10 @@ class Service:
             options["model"] = str(self.fill_models[req.model])
         if steps is not None:
             options["steps"] = steps
-        return self._pooled((req.task, req.model, backend, steps), req.task, options, req.model or backend)
+        samples = req.samples if backend == "diffusion" else None
+        if samples is not None:
+            options["samples"] = samples
+        return self._pooled((req.task, req.model, backend, steps, samples), req.task, options, req.model or backend)
 
     def _pooled(self, key: tuple, method: str, options: dict, label: str) -> Loaded:
         """The loaded method under ``key``, constructed once (at most ``max_loaded_methods`` are kept)."""
