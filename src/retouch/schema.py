@@ -158,7 +158,7 @@ class FillRequest(BaseModel):
     steps: int | None = Field(default=None, ge=1, le=MAX_FILL_STEPS, description="diffusion: sampling steps (default: the model's own)")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="diffusion: the noise seed")
     samples: int | None = Field(
-        default=None, ge=1, le=MAX_FILL_SAMPLES, description="diffusion: fills averaged per crop (default: the model's own for erase, else 1)"
+        default=None, ge=1, le=MAX_FILL_SAMPLES, description="diffusion: fills averaged per crop (default: the model's own for erase)"
     )
 
     @field_validator("backend")
