@@ -4,6 +4,12 @@
     python benchmarks/region_masks.py --suite SUITE_DIR --predictor models/region-predictor      # an existing suite
     python benchmarks/region_masks.py --baseline whole --n 90 --seed 4242                        # the whole image as the mask
     python benchmarks/region_masks.py --baseline untrained --n 90 --seed 4242                    # a fresh, untrained predictor
+    python benchmarks/region_masks.py --baseline oracle-grid --n 700 --seed 4242                 # the exact mask on the patch grid
+
+``oracle-grid`` is the grid's ceiling: each case's exact mask pooled to the patch grid (``--grid``, default 8: the world
+CLIP's 16-px patches on 128-px images), each cell's covered share thresholded, and the grid resized to the image as the
+method does (``--upsample nearest``; ``bilinear`` resizes the shares before the threshold).  Without ``--threshold`` it
+sweeps 0.1-0.9 and reports the threshold with the best local 0-8 mean (one threshold for every case).
 
 Per type: IoU, precision, recall, how often the mask misses the changed object entirely (no shared pixel), the mask's
 share of the image, and the milliseconds one mask prediction takes (CLIP features + instruction + predictor, one image).
@@ -47,7 +53,14 @@ def cases_from(args) -> list[tuple[str, int, str, np.ndarray, np.ndarray]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--predictor", default=None, help="region predictor folder (default: models/region-predictor)")
-    ap.add_argument("--baseline", default=None, choices=["whole", "untrained"], help="score a reference mask instead")
+    ap.add_argument("--baseline", default=None, choices=["whole", "untrained", "oracle-grid"], help="score a reference mask instead")
+    ap.add_argument("--grid", type=int, default=8, help="oracle-grid: cells per side (default 8: the world CLIP's patch grid)")
+    ap.add_argument(
+        "--upsample",
+        default=None,
+        choices=["nearest", "bilinear"],
+        help="how a grid is resized to the image (default: the predictor's; nearest for oracle-grid)",
+    )
     ap.add_argument("--suite", default=None, help="a Shapes-PIE suite folder (default: cases generated from --n / --seed)")
     ap.add_argument("--n", type=int, default=700)
     ap.add_argument("--seed", type=int, default=4242)
@@ -68,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     cases = cases_from(args)
+    if args.baseline == "oracle-grid":
+        return oracle_grid(args, cases)
     predictor = clip = instructions = None
     if args.baseline != "whole":
         if args.baseline == "untrained":
@@ -80,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         clip = ClipFeatures.load(Path(args.clip) if args.clip else resolve_clip(predictor.config.clip, folder))
         instructions = InstructionEncoder()
     th = args.threshold if args.threshold is not None else (predictor.config.threshold if predictor else None)
+    mode = args.upsample or (predictor.upsample_mode if predictor else "nearest")
     rows, ms = [], []
     with torch.no_grad():
         for cid, tid, instr, img, truth in cases:
@@ -87,16 +103,32 @@ def main(argv: list[str] | None = None) -> int:
                 pred = np.ones_like(truth)
             else:
                 t0 = time.perf_counter()
-                _, p = clip.encode_images(img[None])
+                pixels = clip.pixels(img[None])
+                _, p = clip.encode(pixels)
                 tok, tm = instructions([instr])
-                pred = region_mask(predictor(p, tok, tm).grid_prob(), img.shape[:2], th)[0]
+                out = predictor(p, tok, tm, image=pixels if predictor.refine is not None else None)
+                pred = region_mask(out.mask_prob(), img.shape[:2], th, mode)[0]
                 ms.append(1000 * (time.perf_counter() - t0))
             rows.append({"id": cid, "type": tid} | mask_scores(pred, truth))
+    what = f"baseline {args.baseline}" if args.baseline else str(args.predictor or DEFAULT_REGION_PREDICTOR)
+    if predictor is not None and predictor.refine is not None:
+        what += f" (refined {predictor.config.refine}x{predictor.config.refine})"
+    report(args, what, rows, th, mode, ms)
+    return 0
+
+
+def summary_of(rows: list[dict]) -> dict:
     summary = summarise(rows)
     local = [r for r in rows if r["type"] != 9]
     summary["local 0-8"] = summarise(local)["all"] if local else {}
-    what = f"baseline {args.baseline}" if args.baseline else str(args.predictor or DEFAULT_REGION_PREDICTOR)
-    print(f"{what}: {len(rows)} cases, threshold {th}" + (f", mask prediction {np.median(ms):.1f} ms (median)" if ms else ""))
+    return summary
+
+
+def report(args, what: str, rows: list[dict], th, mode: str, ms: list[float], extra: dict | None = None) -> None:
+    summary = summary_of(rows)
+    print(
+        f"{what}: {len(rows)} cases, threshold {th}, upsample {mode}" + (f", mask prediction {np.median(ms):.1f} ms (median)" if ms else "")
+    )
     print("| type | n | IoU | precision | recall | missed | mask share |\n|---|---|---|---|---|---|---|")
     for key, s in summary.items():
         name = f"{key} {EDIT_TYPES[int(key)]}" if key.isdigit() else key
@@ -105,13 +137,35 @@ def main(argv: list[str] | None = None) -> int:
         out = {
             "what": what,
             "threshold": th,
+            "upsample": mode,
             "n": len(rows),
             "ms_median": float(np.median(ms)) if ms else None,
             "by_type": summary,
             "rows": rows,
-        }
+        } | (extra or {})
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+def oracle_grid(args, cases) -> int:
+    """The exact masks pooled to a ``--grid`` x ``--grid`` grid, thresholded and resized back: the grid's ceiling."""
+    import torch.nn.functional as F
+
+    from retouch.models.region import region_mask
+
+    mode = args.upsample or "nearest"
+    rows_at: dict[float, list[dict]] = {}
+    thresholds = [args.threshold] if args.threshold is not None else [round(0.1 * k, 1) for k in range(1, 10)]
+    for cid, tid, _instr, _img, truth in cases:
+        cover = F.adaptive_avg_pool2d(torch.from_numpy(truth.astype(np.float32))[None, None], args.grid)  # (1, 1, g, g)
+        for th in thresholds:
+            pred = region_mask(cover, truth.shape, th, mode)[0]
+            rows_at.setdefault(th, []).append({"id": cid, "type": tid} | mask_scores(pred, truth))
+    sweep = {th: summary_of(rows)["local 0-8"]["iou"] for th, rows in rows_at.items()}
+    best = max(sweep, key=lambda th: (sweep[th], -abs(th - 0.5)))
+    if len(sweep) > 1:
+        print("local 0-8 IoU by threshold: " + ", ".join(f"{th}: {v:.3f}" for th, v in sweep.items()))
+    report(args, f"baseline oracle-grid {args.grid}x{args.grid}", rows_at[best], best, mode, [], {"sweep_local_0_8": sweep})
     return 0
 
 

@@ -89,3 +89,38 @@ def test_clip_features_are_differentiable_and_match_the_no_grad_path(tmp_path: P
     (e2.sum() + p2.sum()).backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert clip.embed_texts(["abc", "de"]).shape == (2, 16)
+
+
+def test_bilinear_masks_round_the_grid_and_unknown_modes_are_refused():
+    prob = torch.tensor([[0.9, 0.1], [0.1, 0.1]]).view(1, 1, 2, 2)
+    near = region_mask(prob, (8, 8), threshold=0.5)
+    smooth = region_mask(prob, (8, 8), threshold=0.5, mode="bilinear")
+    assert near[0, :4, :4].all() and near.sum() == 16
+    assert smooth[0, 0, 0] and not smooth[0, 3, 3] and 0 < smooth.sum() < 16  # the corner of the block is cut
+    with pytest.raises(ValueError, match="mode must be one of"):
+        region_mask(prob, (8, 8), 0.5, mode="cubic")
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        RegionPredictor(RegionPredictorConfig(image_dim=32, text_dim=24, grid=(4, 4), heads=2, upsample="cubic"))
+
+
+def test_a_refined_predictor_reads_the_image_and_starts_from_the_bilinear_grid(tmp_path: Path):
+    import torch.nn.functional as F
+
+    cfg = RegionPredictorConfig(image_dim=32, text_dim=24, grid=(4, 4), heads=2, refine=16, refine_width=8)
+    torch.manual_seed(0)
+    model = RegionPredictor(cfg).eval()
+    p, t, m = _inputs()
+    img = torch.rand(2, 3, 40, 40)
+    out = model(p, t, m, image=img)
+    assert out.fine.shape == (2, 1, 16, 16) and out.mask_prob() is out.fine
+    logit = torch.logit(out.grid_prob())
+    assert torch.allclose(out.fine, torch.sigmoid(F.interpolate(logit, size=(16, 16), mode="bilinear", align_corners=False)), atol=1e-5)
+    assert model.mask(out, (40, 40)).shape == (2, 40, 40) and model.upsample_mode == "bilinear"
+    with pytest.raises(ValueError, match="pass image="):
+        model(p, t, m)
+    with torch.no_grad():
+        model.refine.out[-1].weight.normal_()
+    moved = model(p, t, m, image=img).fine
+    assert not torch.allclose(moved, model(p, t, m, image=1 - img).fine)  # the refined map follows the image
+    again = RegionPredictor.from_pretrained(model.save_pretrained(tmp_path / "fine"))
+    assert again.config == cfg and torch.allclose(again(p, t, m, image=img).fine, moved, atol=5e-3)

@@ -95,14 +95,13 @@ class RegionEdit(Method):
 
     @torch.no_grad()
     def predict_region(self, image: np.ndarray, instruction: str) -> tuple[np.ndarray, torch.Tensor]:
-        """(mask (H, W) bool at the image's size, patch probabilities (1, 1, gh, gw)) for ``instruction`` on ``image``."""
-        from ..models.region import region_mask
-
-        _, patches = self.clip.encode_images(image[None])
+        """(mask (H, W) bool at the image's size, its probabilities (1, 1, gh, gw): the patch grid, or the refined map of
+        a predictor with a refinement head) for ``instruction`` on ``image``."""
+        pixels = self.clip.pixels(image[None])  # (1, 3, H, W) in [0, 1]
+        _, patches = self.clip.encode(pixels)
         tokens, tmask = self.instructions([instruction])
-        out = self.predictor(patches, tokens, tmask)
-        prob = out.grid_prob()
-        return region_mask(prob, image.shape[:2], self.threshold)[0], prob
+        out = self.predictor(patches, tokens, tmask, image=pixels if self.predictor.refine is not None else None)
+        return self.predictor.mask(out, image.shape[:2], self.threshold)[0], out.mask_prob()
 
     def edit(self, request: EditRequest, callback: Progress | None = None) -> EditResult:
         s = self.settings
