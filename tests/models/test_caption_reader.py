@@ -120,9 +120,9 @@ def test_shipped_reader_reads_the_hand_written_paraphrases(shipped, text_model):
     pairs = fixture_pairs([FIXTURES / "paraphrases.jsonl", FIXTURES / "paraphrases_more.jsonl"])
     sample = pairs[::4]  # 40 of the 160
     r = evaluate_caption_reader(shipped, sample, *text_model)
-    # a regression guard at the measured level (82% mean on all 160, docs/backbone.md), not the 95% target,
-    # which the shipped reader does not reach: words the generator never uses (navy, crimson, clockwise) are its misses
-    assert r["mean_attribute"] >= 0.75, r["attributes"]
+    # a regression guard near the measured level (91.7% mean on all 160 and 94.5% on this sample with the reader's
+    # rewriting of words it never learnt; 81.9% on all 160 without it: docs/backbone.md), not the 95% target
+    assert r["mean_attribute"] >= 0.88, r["attributes"]
     assert r["attributes"]["background"] >= 0.95 and r["attributes"]["occupied"] >= 0.8
 
 

@@ -286,7 +286,15 @@ class Backbone:
 
                     h, w = _hw(size if size is not None else self.default_size)
                     f = self.vae_factor
-                    reading = self.caption_reader(tokens.float(), mask)  # LayoutReading: (B, 4, 29), (B, 12)
+                    states, states_mask = tokens, mask
+                    rewrite = getattr(self.caption_reader, "rewrite", None)
+                    texts = rewrite(prompts) if rewrite is not None else prompts
+                    if texts != prompts:
+                        # the reader reads the caption in its own words (models/caption_words.py: "navy" -> "blue");
+                        # the UNet's cross-attention keeps the prompt's own tokens
+                        r_ids, states_mask = _tokenize(tok, texts, enc.device)
+                        states = enc(r_ids, attention_mask=states_mask)[0] * states_mask[..., None].to(enc.dtype)
+                    reading = self.caption_reader(states.float(), states_mask)  # LayoutReading: (B, 4, 29), (B, 12)
                     layout = paint_layout(reading, h // f, w // f)  # (B, M, h/f, w/f)
                     if self.draft is not None:
                         layout = torch.cat([layout, self.draft_latents(reading, (h, w)).to(layout)], dim=1)  # (B, M + C, h/f, w/f)

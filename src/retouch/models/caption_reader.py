@@ -25,8 +25,13 @@ Conventions (the training targets, ``train/caption_reader.py``):
 - **Unreadable captions.** Text that is not about the world reads as no object (trained on such text);
   ``read_scene`` refuses it with a ValueError naming the caption, and never returns a scene with no object.
 
-Saved as a folder (``config.json`` + ``model.safetensors``, fp16) by ``save_pretrained``; the trained one ships in
-``models/caption-reader/``.
+- **Words it never learnt.** Before the head reads a caption, ``rewrite`` puts each phrase that the instruction
+  reader's lexicon reads as a value, and that holds a word outside the head's training vocabulary, in the world's
+  own word ("navy" -> "blue", "lower right" -> "bottom right", "rotated clockwise" -> "tilted right";
+  ``caption_words.py``). ``read`` and ``Backbone.encode_text`` both do; a caption of known words is read as written.
+
+Saved as a folder (``config.json`` + ``model.safetensors``, fp16, and the training vocabulary ``vocabulary.txt``)
+by ``save_pretrained`` and the training run; the trained one ships in ``models/caption-reader/``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from ..world.scene import N_SLOTS, OBJECT_ATTRS, Scene, WorldObject
+from .caption_words import CaptionWords
 from .layout import OBJECT_DIM, OBJECT_FIELDS, OBJECT_SLICES, SCENE_DIM, SCENE_FIELDS, SCENE_SLICES, LayoutReading
 
 logger = logging.getLogger(__name__)
@@ -82,6 +88,14 @@ class CaptionReader(nn.Module):
         self.norm_out = nn.LayerNorm(d)
         self.object_head = nn.Linear(d, OBJECT_DIM)
         self.scene_head = nn.Linear(d, SCENE_DIM)
+        # words the head never learnt, put in its own words before it reads (``caption_words.py``); set by
+        # ``from_pretrained`` from the folder's vocabulary.txt, None for a reader without one (no rewriting)
+        self.words: CaptionWords | None = None
+
+    def rewrite(self, captions: list[str]) -> list[str]:
+        """The captions as the head should read them: each lexicon word outside its training vocabulary in the
+        world's own word (``CaptionWords``); unchanged without a vocabulary."""
+        return [self.words(c) for c in captions] if self.words is not None else list(captions)
 
     def logits(self, tokens: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Raw scores: objects (B, N_SLOTS, OBJECT_DIM) and scene (B, SCENE_DIM)."""
@@ -107,14 +121,16 @@ class CaptionReader(nn.Module):
     # -- text in, reading out ------------------------------------------------------------------
     @torch.no_grad()
     def read(self, captions: list[str], encoder=None, tokenizer=None) -> LayoutReading:
-        """Captions -> reading, encoding them with the frozen MiniLM (loaded once and kept when not given)."""
+        """Captions -> reading, encoding them (after ``rewrite``) with the frozen MiniLM (loaded once and kept when
+        not given)."""
         if isinstance(captions, str):
             raise TypeError("read takes a list of captions, not a string")
         if encoder is None or tokenizer is None:
             encoder, tokenizer = self._text_model()
         from ..train.t2i import encode_captions
 
-        states = torch.from_numpy(encode_captions(encoder, tokenizer, list(captions), self.config.max_tokens, bar=False)).float()
+        texts = self.rewrite(list(captions))
+        states = torch.from_numpy(encode_captions(encoder, tokenizer, texts, self.config.max_tokens, bar=False)).float()
         mask = states.abs().sum(-1) > 0
         return self.eval()(states, mask)
 
@@ -134,6 +150,8 @@ class CaptionReader(nn.Module):
         sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in self.state_dict().items()}
         save_safetensors(sd, folder / "model.safetensors")
         write_json(folder / "config.json", {"model_type": MODEL_TYPE, **asdict(self.config)})
+        if self.words is not None:  # the training vocabulary travels with the weights
+            self.words.save(folder)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path = DEFAULT_CAPTION_READER) -> CaptionReader:
@@ -154,6 +172,7 @@ class CaptionReader(nn.Module):
             raise ValueError(f"{cfg_path}: {e}") from e
         sd = load_file(str(folder / "model.safetensors"))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+        model.words = CaptionWords.from_folder(folder)
         return model.eval()
 
 
