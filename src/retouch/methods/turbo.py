@@ -72,6 +72,11 @@ class TurboSettings:
     # edit changed little, the decoded edit where it changed much: no ghost of a replaced texture) or
     # "paste" (the decoded edit)
     compose: str = "adaptive"
+    # a style edit on a layout-map generator: the inversion's noises from this step on are replaced by fresh ones.
+    # The first step's noise sets the composition; the later ones carry the source's fine texture, which for a style
+    # change is the old style itself (pixel blocks, pencil hatching survived every compose). Chosen on the dev suite
+    # (docs/editing.md "Style edits"); None: every step keeps the inversion's noise (TurboEdit as published)
+    restyle_from: int | None = 1
     rewriter: str = "reader"
     rewriter_options: dict | None = None
     captioner: str | None = "scene-reader"  # None: captions must come with the request
@@ -199,6 +204,16 @@ class TurboEdit(Method):
         c_src, c_tgt = both.select(0), both.select(1)
         cond = c_src.lerp(c_tgt, strength)  # sec. 3.4: linear interpolation of the text embeddings
         info: dict = {"source_caption": caps.source, "target_caption": caps.target, "strength": strength, "inversion_reused": reused}
+        if s.restyle_from is not None and c_src.layout is not None:
+            from ..models.layout import OBJECT_DIM, SCENE_SLICES
+
+            st = slice(OBJECT_DIM + SCENE_SLICES["style"].start, OBJECT_DIM + SCENE_SLICES["style"].stop)
+            if (c_src.layout[:, st] - c_tgt.layout[:, st]).abs().amax() > 0.5:
+                g = torch.Generator("cpu").manual_seed(0)
+                fresh = [torch.randn(n.shape, generator=g).to(n) for n in inv.noises]
+                noises = [n if i < s.restyle_from else f for i, (n, f) in enumerate(zip(inv.noises, fresh, strict=True))]
+                inv = TurboInversion(inv.timesteps, noises, inv.recons)
+                info["restyled_from"] = s.restyle_from
         cb = (lambda i, n, _x: callback(i, n)) if callback else None
 
         def soft(m: torch.Tensor) -> torch.Tensor:
