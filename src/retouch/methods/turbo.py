@@ -211,7 +211,11 @@ class TurboEdit(Method):
             if (c_src.layout[:, st] - c_tgt.layout[:, st]).abs().amax() > 0.5:
                 g = torch.Generator("cpu").manual_seed(0)
                 fresh = [torch.randn(n.shape, generator=g).to(n) for n in inv.noises]
-                noises = [n if i < s.restyle_from else f for i, (n, f) in enumerate(zip(inv.noises, fresh, strict=True))]
+                # the strength slider turns the late noises from the inversion's (0: the reconstruction, exactly) to
+                # fresh ones (1 and beyond) along a great circle, so each noise keeps a unit variance on the way
+                theta = min(max(strength, 0.0), 1.0) * np.pi / 2
+                c, sn = float(np.cos(theta)), float(np.sin(theta))
+                noises = [n if i < s.restyle_from else c * n + sn * f for i, (n, f) in enumerate(zip(inv.noises, fresh, strict=True))]
                 inv = TurboInversion(inv.timesteps, noises, inv.recons)
                 info["restyled_from"] = s.restyle_from
         cb = (lambda i, n, _x: callback(i, n)) if callback else None
