@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 pixels = clip.pixels(img[None])
                 _, p = clip.encode(pixels)
                 tok, tm = instructions([instr])
-                out = predictor(p, tok, tm, image=pixels if predictor.refine is not None else None)
+                out = predictor(p, tok, tm, image=pixels if predictor.reads_image else None)
                 pred = region_mask(out.mask_prob(), img.shape[:2], th, mode)[0]
                 ms.append(1000 * (time.perf_counter() - t0))
             rows.append({"id": cid, "type": tid} | mask_scores(pred, truth))

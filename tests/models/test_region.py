@@ -124,3 +124,25 @@ def test_a_refined_predictor_reads_the_image_and_starts_from_the_bilinear_grid(t
     assert not torch.allclose(moved, model(p, t, m, image=1 - img).fine)  # the refined map follows the image
     again = RegionPredictor.from_pretrained(model.save_pretrained(tmp_path / "fine"))
     assert again.config == cfg and torch.allclose(again(p, t, m, image=img).fine, moved, atol=5e-3)
+
+
+def test_grid_mixer_layers_and_pixel_encoder_build_read_the_image_and_round_trip(tmp_path: Path):
+    """config.mixer / layers / pixels: the extra blocks exist, the pixel encoder reads the image (its gate starts at
+    zero, so a fresh predictor ignores it), and the folder round-trips."""
+    cfg = RegionPredictorConfig(image_dim=32, text_dim=24, grid=(4, 4), heads=2, mixer=1, layers=2, pixels=4)
+    torch.manual_seed(0)
+    model = RegionPredictor(cfg).eval()
+    assert model.reads_image and len(model.mixer) == 1 and len(model.more) == 1
+    p, t, m = _inputs()
+    img = torch.rand(2, 3, 64, 64)
+    base = model(p, t, m, image=img).prob
+    assert base.shape == (2, 16)
+    assert torch.allclose(base, model(p, t, m, image=1 - img).prob)  # zero gate: the image is not read yet
+    with torch.no_grad():
+        model.pixels.gate.fill_(1.0)
+    assert not torch.allclose(base, model(p, t, m, image=1 - img).prob)
+    with pytest.raises(ValueError, match="pass image="):
+        model(p, t, m)
+    again = RegionPredictor.from_pretrained(model.save_pretrained(tmp_path / "mixed"))
+    assert again.config == cfg
+    assert torch.allclose(again(p, t, m, image=img).prob, model(p, t, m, image=img).prob, atol=5e-3)

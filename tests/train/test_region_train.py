@@ -1,17 +1,20 @@
-"""Training the region predictor without editing pairs: the losses (eq. 4-9), the instruction proposer, and a
-two-step run of the recipe task on tiny models (files, eval, resume)."""
+"""Training the region predictor without editing pairs: the losses (eq. 4-9), our generator-difference loss and its
+pseudo-masks (the shipped caption reader and draft), the instruction proposer, and short runs of the recipe task on
+tiny models (files, eval, resume)."""
 
 from __future__ import annotations
 
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 
 from retouch.train.region import (
     ClipGuidanceLoss,
     DirectionalClipLoss,
+    GeneratorDifferenceLoss,
     Projection,
     RegionTrainConfig,
     SemanticAlignmentLoss,
@@ -106,3 +109,117 @@ def test_two_steps_train_save_evaluate_and_resume(tiny_shapes_dir, tmp_path):  #
     cfg.steps = 3
     train_region(cfg)  # resumes from step 2 and reuses the cached features
     assert len(json.loads((out / "history.json").read_text())) == 1
+
+
+# -- our addition: the generator's own answer (GeneratorDifferenceLoss) ----------------------------
+@pytest.fixture(scope="module")
+def reader_and_draft():
+    from retouch.models.caption_reader import CaptionReader
+    from retouch.models.draft import DraftNet
+
+    return CaptionReader.from_pretrained(), DraftNet.from_pretrained()
+
+
+def _scene():
+    from retouch.world.scene import Scene, WorldObject
+
+    a = WorldObject(shape="star", color="red", size="large", pattern="solid", pose="upright", emblem="moon", slot=0)
+    b = WorldObject(shape="circle", color="blue", size="medium", pattern="striped", pose="upright", emblem="bolt", slot=3)
+    return Scene(objects=(a, b), background="grass", style="flat", seed=1)
+
+
+def test_the_pseudo_mask_of_a_colour_change_lies_on_that_object(reader_and_draft):
+    from dataclasses import replace
+
+    from retouch.train.region import generator_difference_masks
+    from retouch.world.captions import detailed_caption
+    from retouch.world.render import object_footprint
+
+    src = _scene()
+    star = src.object_at(0)
+    tgt = src.with_object(replace(star, color="green"))
+    (mask,) = generator_difference_masks(*reader_and_draft, [detailed_caption(src)], [detailed_caption(tgt)])
+    assert mask.shape == (128, 128) and mask.dtype == bool
+    place = np.zeros((128, 128), bool)
+    place[: 64 + 4, : 64 + 4] = True  # slot 0: the top-left place, grown by the pseudo-mask's dilation (4 px)
+    assert mask.sum() > 500 and not (mask & ~place).any()  # the whole mask in the star's place
+    footprint = object_footprint(star, 128)
+    assert (mask & footprint).sum() / footprint.sum() > 0.9  # and it covers the star (the disc it may be drawn in)
+    assert (mask & object_footprint(src.object_at(3), 128)).sum() == 0  # nothing of the unchanged circle
+
+
+def test_the_pseudo_mask_of_a_background_change_leaves_the_objects_out_and_no_change_is_empty(reader_and_draft):
+    from dataclasses import replace
+
+    from retouch.train.region import generator_difference_masks
+    from retouch.world.captions import detailed_caption
+    from retouch.world.render import object_radius, slot_center
+
+    src = _scene()
+    caps = [detailed_caption(src)] * 2
+    bg, same = generator_difference_masks(*reader_and_draft, caps, [detailed_caption(replace(src, background="sand")), caps[0]])
+    assert bg.mean() > 0.5
+    yy, xx = np.mgrid[0:128, 0:128] + 0.5
+    for o in src.objects:  # the objects' cores are not repainted (their outlines, dilated, may be)
+        cx, cy = slot_center(o.slot, 128)
+        core = (xx - cx) ** 2 + (yy - cy) ** 2 <= (0.4 * object_radius(o, 128)) ** 2
+        assert bg[core].mean() < 0.05
+    assert not same.any()
+
+
+def test_generator_difference_loss_prefers_the_pseudo_mask_and_reaches_the_refined_map():
+    loss = GeneratorDifferenceLoss()
+    pseudo = torch.zeros(1, 1, 32, 32)
+    pseudo[..., :16, :16] = 1.0
+    right = torch.full((1, 1, 4, 4), 0.02)
+    right[..., :2, :2] = 0.98
+    wrong = 1 - right
+    assert loss(right, pseudo).item() < 0.2 < loss(wrong, pseudo).item()
+    fine = torch.full((1, 1, 8, 8), 0.5, requires_grad=True)
+    both = loss(right, pseudo, fine)
+    assert both.item() > loss(right, pseudo).item()
+    both.backward()
+    assert fine.grad is not None and fine.grad.abs().sum() > 0
+
+
+def test_a_run_with_the_generator_difference_and_a_refined_map_trains_scores_and_resumes(tmp_path):
+    """The loop with w_gen > 0 and w_clip = 0 (no sampling): the shipped generator's caption reader and draft make the
+    pseudo-masks, cached once; the curve's snapshots and the resumed run."""
+    from retouch.models.backbone import MODELS_DIR
+    from retouch.models.region import RegionPredictor
+    from retouch.train.region import train_region
+    from tests.eval.test_clip import _write_tiny_clip
+
+    _write_tiny_clip(tmp_path / "clip")
+    out = tmp_path / "run"
+    cfg = RegionTrainConfig(
+        out=str(out),
+        model=str(MODELS_DIR / "shapes-turbo"),
+        clip=str(tmp_path / "clip"),
+        n_images=4,
+        steps=2,
+        batch_size=2,
+        warmup=1,
+        eval_n=4,
+        ckpt_every=1,
+        w_clip=0.0,
+        w_gen=1.0,
+        refine=16,
+        refine_width=8,
+        curve_every=2,
+        curve_n=4,
+        types=(0, 6, 8),
+    )
+    metrics = train_region(cfg)
+    data = torch.load(out / "features.pt", weights_only=True)
+    assert data["pseudo"].shape == (4, 128, 128) and data["pseudo"].any() and "latents" not in data
+    assert metrics["by_type"]["all"]["n"] == 4
+    pred = RegionPredictor.from_pretrained(out)
+    assert pred.config.refine == 16 and pred.refine is not None
+    curve = json.loads((out / "curve.json").read_text())
+    assert [c["step"] for c in curve] == [2] and (out / "snapshots" / "step-000002" / "model.safetensors").is_file()
+    assert json.loads((out / "history.json").read_text())[-1]["gen"] > 0
+    cfg.steps = 3
+    train_region(cfg)  # resumes from step 2 with the cached features and pseudo-masks
+    assert len(json.loads((out / "history.json").read_text())) == 1
+    assert [c["step"] for c in json.loads((out / "curve.json").read_text())] == [2, 3]

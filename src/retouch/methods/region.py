@@ -100,7 +100,7 @@ class RegionEdit(Method):
         pixels = self.clip.pixels(image[None])  # (1, 3, H, W) in [0, 1]
         _, patches = self.clip.encode(pixels)
         tokens, tmask = self.instructions([instruction])
-        out = self.predictor(patches, tokens, tmask, image=pixels if self.predictor.refine is not None else None)
+        out = self.predictor(patches, tokens, tmask, image=pixels if self.predictor.reads_image else None)
         return self.predictor.mask(out, image.shape[:2], self.threshold)[0], out.mask_prob()
 
     def edit(self, request: EditRequest, callback: Progress | None = None) -> EditResult:

@@ -60,6 +60,14 @@ class RegionPredictorConfig:
     upsample: str = "nearest"  # how the patch grid is resized to the image: "nearest" (16-px steps) or "bilinear"
     refine: int = 0  # side of the refined mask drawn from the image (RefineHead); 0: the patch grid only
     refine_width: int = 32  # channels of the refinement head
+    layers: int = 1  # eq. 1-2 once (the paper); each more adds a pre-norm decoder layer (self-, cross-attention, MLP)
+    # residual depthwise-conv blocks over the patch grid before eq. 1 (0: none, the paper): each patch's query sees its
+    # neighbours (an object spans several 16-px patches, and what shape it is lies in them together)
+    mixer: int = 0
+    mixer_kernel: int = 5
+    # a small CNN on the image itself (widths w, 2w, 4w, then the image width), pooled to the patch grid and added to
+    # the CLIP patch features before eq. 1 (0: none, the paper); the world CLIP's patches hold little of an object's shape
+    pixels: int = 0
 
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
@@ -121,6 +129,50 @@ class RefineHead(nn.Module):
         return base + self.out(torch.cat([h, low], 1))
 
 
+class GridMixer(nn.Module):
+    """A ConvNeXt-style block on the patch grid: depthwise k x k conv, LayerNorm, pointwise MLP, residual."""
+
+    def __init__(self, dim: int, kernel: int = 5, ratio: int = 2) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim))
+
+    def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
+        """x (B, N, D) patch features in row-major grid order -> (B, N, D)."""
+        b, n, d = x.shape
+        h = self.dw(x.transpose(1, 2).reshape(b, d, *grid)).flatten(2).transpose(1, 2)  # (B, N, D)
+        return x + self.mlp(self.norm(h))
+
+
+class PixelEncoder(nn.Module):
+    """Image (B, 3, H, W) in [0, 1] -> features (B, gh * gw, dim) on the patch grid: four stride-2 convolutions (widths
+    w, 2w, 4w, dim), then average pooling to the grid, then LayerNorm; the last layer starts at zero."""
+
+    def __init__(self, dim: int, width: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.grid = tuple(grid)
+        w = (width, 2 * width, 4 * width)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w[0], 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(w[0], w[1], 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(w[1], w[2], 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(w[2], dim, 3, stride=2, padding=1),
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.gate = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, image: Tensor) -> Tensor:
+        side = 16 * self.grid[0]
+        if image.shape[-2:] != (side, 16 * self.grid[1]):
+            image = F.interpolate(image, size=(side, 16 * self.grid[1]), mode="bilinear", align_corners=False, antialias=True)
+        h = F.adaptive_avg_pool2d(self.net(image * 2 - 1), self.grid)  # (B, dim, gh, gw)
+        return self.norm(h.flatten(2).transpose(1, 2)) * self.gate
+
+
 class RegionPredictor(nn.Module):
     """``forward(patches (B, N, image_dim), tokens (B, L, text_dim), token_mask (B, L), image=None) -> RegionOutput``;
     ``image`` (B, 3, H, W) in [0, 1] is needed by (only) a predictor with a refinement head (``config.refine``)."""
@@ -143,6 +195,12 @@ class RegionPredictor(nn.Module):
         if cfg.upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {cfg.upsample!r}")
         self.refine = RefineHead(d, cfg.refine, cfg.refine_width) if cfg.refine else None
+        self.pixels = PixelEncoder(d, cfg.pixels, cfg.grid) if cfg.pixels else None
+        self.mixer = nn.ModuleList(GridMixer(d, cfg.mixer_kernel, cfg.mlp_ratio) for _ in range(cfg.mixer))
+        self.more = nn.ModuleList(
+            nn.TransformerDecoderLayer(d, cfg.heads, cfg.mlp_ratio * d, cfg.dropout, activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(cfg.layers - 1)
+        )
 
     def forward(self, patches: Tensor, tokens: Tensor, token_mask: Tensor, image: Tensor | None = None) -> RegionOutput:
         cfg = self.config
@@ -157,19 +215,35 @@ class RegionPredictor(nn.Module):
         pad = ~token_mask.bool()
         pad = pad & ~pad.all(-1, keepdim=True)  # an all-padding row would make the softmax NaN
         kv = self.text_proj(self.text_norm(tokens.to(w.dtype)))  # (B, L, d)
-        q = patches.to(w.dtype) + self.pos  # (B, N, d)
+        q = patches.to(w.dtype)
+        if self.pixels is not None:
+            q = q + self.pixels(self._image(image, patches).to(w.dtype))
+        for block in self.mixer:  # config.mixer > 0: neighbouring patches mixed before the cross-attention
+            q = block(q, cfg.grid)
+        q = q + self.pos  # (B, N, d)
         h = q + self.cross(self.q_norm(q), kv, kv, key_padding_mask=pad, need_weights=False)[0]  # eq. 1 (residual)
         s = self.sa_norm(h)
         h = h + self.self_attn(s, s, s, need_weights=False)[0]  # eq. 2
+        for layer in self.more:  # config.layers > 1: more of the same, each with its MLP
+            h = layer(h, kv, memory_key_padding_mask=pad)
         logit = self.mlp(h)[..., 0]  # (B, N)
         fine = None
         if self.refine is not None:
-            if image is None:
-                raise ValueError("this region predictor refines its mask from the image (config.refine): pass image=")
-            if image.ndim != 4 or image.shape[:2] != (patches.shape[0], 3):
-                raise ValueError(f"image must be (B, 3, H, W) in [0, 1] with B = {patches.shape[0]}, got {tuple(image.shape)}")
-            fine = torch.sigmoid(self.refine(image.to(w.dtype), h, logit.view(-1, 1, *cfg.grid)))
+            fine = torch.sigmoid(self.refine(self._image(image, patches).to(w.dtype), h, logit.view(-1, 1, *cfg.grid)))
         return RegionOutput(torch.sigmoid(logit), h, cfg.grid, fine)
+
+    @property
+    def reads_image(self) -> bool:
+        """Whether ``forward`` needs the image (a refinement head or a pixel encoder)."""
+        return self.refine is not None or self.pixels is not None
+
+    @staticmethod
+    def _image(image: Tensor | None, patches: Tensor) -> Tensor:
+        if image is None:
+            raise ValueError("this region predictor reads the image itself (config.refine / config.pixels): pass image=")
+        if image.ndim != 4 or image.shape[:2] != (patches.shape[0], 3):
+            raise ValueError(f"image must be (B, 3, H, W) in [0, 1] with B = {patches.shape[0]}, got {tuple(image.shape)}")
+        return image
 
     # -- masks ---------------------------------------------------------------------------------------
     @property
@@ -334,6 +408,8 @@ class InstructionEncoder:
 
 __all__ = [
     "ClipFeatures",
+    "GridMixer",
+    "PixelEncoder",
     "DEFAULT_REGION_PREDICTOR",
     "InstructionEncoder",
     "RegionOutput",

@@ -16,11 +16,20 @@ decode -> CLIP -> the losses below, each its own small object:
 - ``DirectionalClipLoss`` (eq. 8): the image change along the caption change;
 - ``StructureLoss`` (eq. 9): the edited image's patch self-similarity matrix close to the source's.
 
+Our addition, not the paper's (docs/region.md, "The generator's own answer"): ``GeneratorDifferenceLoss``.  The
+frozen generator's caption reader reads the source and the target caption, its frozen draft network draws both
+readings, and where the two drafts differ (thresholded, cleaned, each changed object taken whole as the disc it may
+be drawn in, lightly dilated) is a pseudo-mask (``generator_difference_masks``); the loss is BCE + soft dice of the
+predictor's patch probabilities (and of its refined map, when it has one) against it.  Still no editing pair and no
+ground-truth mask: captions, the rewriter and the frozen generator only.  It needs no sampling, so a step costs
+milliseconds instead of seconds; with ``w_clip: 0`` the loop skips the region-blended sampling altogether.
+
 Frozen features are computed once and cached in the run folder (``features.pt``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -60,9 +69,23 @@ class RegionTrainConfig:
     l_guide: float = 1.0
     l_dir: float = 1.0
     l_struct: float = 1.0
+    # our addition (not the paper's): the frozen generator's difference of the two captions' drafts as a pseudo-mask
+    w_gen: float = 0.0  # weight of GeneratorDifferenceLoss (0: the paper's losses only)
+    gen_tau: float = 0.2  # a pixel differs when a draft channel moves by more than this (drafts in [-1, 1])
+    gen_dilate: int = 4  # dilation of the pseudo-mask, pixels at 128 px
+    gen_disc: bool = True  # a changed object is taken whole as the disc around its drawn pixels (else its pixels)
+    gen_dice: float = 1.0  # weight of the soft dice term beside the BCE
     heads: int = 4
     threshold: float = 0.5
+    upsample: str = "nearest"  # the predictor's grid -> image resize ("bilinear": rounded edges; models/region.py)
+    refine: int = 0  # side of the predictor's refined mask, drawn from the image (0: the patch grid only)
+    refine_width: int = 32
+    layers: int = 1  # the predictor's attention layers (1: eq. 1-2 as in the paper)
+    mixer: int = 0  # depthwise-conv blocks over the patch grid before eq. 1 (0: none, as in the paper)
+    pixels: int = 0  # width of the predictor's own small CNN on the image, added to the patch features (0: none, the paper)
     ckpt_every: int = 100
+    curve_every: int = 0  # every this many steps: a predictor snapshot (snapshots/) and curve_n held-out cases scored (curve.json)
+    curve_n: int = 140
     eval_n: int = 90  # held-out Shapes-PIE cases (eval_seed) whose exact masks score the predictor at the end
     eval_seed: int = 4242
     threads: int = 1
@@ -149,19 +172,138 @@ class StructureLoss(nn.Module):
         return (self_similarity(p_edit) - self_similarity(p_src)).pow(2).mean()
 
 
+def soft_dice(p: Tensor, t: Tensor, eps: float = 1.0) -> Tensor:
+    """1 - soft Dice of probabilities ``p`` against targets ``t`` (B, ...), averaged over the batch."""
+    p, t = p.flatten(1), t.flatten(1)
+    return (1 - (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
+
+
+class GeneratorDifferenceLoss(nn.Module):
+    """Our addition: BCE + ``dice`` x soft Dice of the predicted region against the generator-difference pseudo-mask
+    (``generator_difference_masks``), on the patch grid (each patch's target: the share of it the pseudo-mask covers)
+    and, for a predictor with a refined map, at that map's resolution too."""
+
+    def __init__(self, dice: float = 1.0) -> None:
+        super().__init__()
+        self.dice = dice
+
+    def term(self, prob: Tensor, pseudo: Tensor) -> Tensor:
+        target = F.adaptive_avg_pool2d(pseudo, prob.shape[-2:])  # (B, 1, h, w) covered shares
+        p = prob.clamp(1e-6, 1 - 1e-6)
+        return F.binary_cross_entropy(p, target) + self.dice * soft_dice(p, target)
+
+    def forward(self, grid_prob: Tensor, pseudo: Tensor, fine: Tensor | None = None) -> Tensor:
+        """grid_prob (B, 1, gh, gw), pseudo (B, 1, H, W) in {0, 1}, fine (B, 1, S, S) or None."""
+        loss = self.term(grid_prob, pseudo)
+        if fine is not None:
+            loss = loss + self.term(fine, pseudo)
+        return loss
+
+
+# -- the generator's own answer: where the drafts of the two captions differ ------------------------
+def _draw(draft, objects: Tensor, scene: Tensor, batch: int = 32) -> Tensor:
+    """Drafts (B, 3, H, W) in [-1, 1] of readings given as tensors, in batches."""
+    from ..models.layout import LayoutReading
+
+    with torch.no_grad():
+        parts = [draft.draw(LayoutReading(objects[i : i + batch], scene[i : i + batch])) for i in range(0, len(objects), batch)]
+    return torch.cat(parts).float()
+
+
+def _object_extent(footprint: np.ndarray, disc: bool) -> np.ndarray:
+    """An object's drawn pixels (bool HxW, as the draft shows them) -> its extent: holes filled, specks dropped, and
+    with ``disc`` the disc around the largest piece's centroid that reaches its farthest pixel (the room the object
+    takes in any pose)."""
+    from scipy import ndimage as ndi
+
+    m = ndi.binary_opening(ndi.binary_fill_holes(ndi.binary_closing(footprint, iterations=2)))
+    lab, n = ndi.label(m)
+    if n == 0:
+        return m
+    if n > 1:
+        m = lab == (1 + int(np.argmax(ndi.sum(m, lab, index=range(1, n + 1)))))
+    if not disc:
+        return m
+    yy, xx = np.nonzero(m)
+    cy, cx = yy.mean(), xx.mean()
+    r = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2).max() + 0.5
+    gy, gx = np.mgrid[0 : m.shape[0], 0 : m.shape[1]]
+    return (gy - cy) ** 2 + (gx - cx) ** 2 <= r * r
+
+
+def generator_difference_masks(
+    reader,
+    draft,
+    sources: list[str],
+    targets: list[str],
+    tau: float = 0.2,
+    dilate: int = 4,
+    disc: bool = True,
+    batch: int = 32,
+) -> np.ndarray:
+    """Pseudo-masks (B, H, W) bool from captions alone, by the frozen generator: the caption reader reads each source
+    and target caption, the draft network draws both readings, and the mask is
+
+    - every pixel where the two drafts differ by more than ``tau`` (a binary opening drops one-pixel seams), joined by
+    - for each place whose reading changed (an object attribute moved by more than 0.5), the extent of the object
+      there in either reading: the pixels its draft loses when the place is emptied (``_object_extent``),
+
+    dilated by ``dilate`` pixels.  The draft draws each place's object from the reading alone, so an attribute change
+    (a colour, say) that moves only some pixels still marks its whole object, and a background or style change marks
+    what it repaints."""
+    from scipy import ndimage as ndi
+
+    if len(sources) != len(targets):
+        raise ValueError(f"{len(sources)} source captions but {len(targets)} target captions")
+    src, tgt = reader.read(list(sources)), reader.read(list(targets))
+    d_src, d_tgt = _draw(draft, src.objects, src.scene, batch), _draw(draft, tgt.objects, tgt.scene, batch)
+    changed = (src.objects - tgt.objects).abs().amax(-1) > 0.5  # (B, places)
+    # the extents: each changed place emptied in each reading that holds an object there
+    jobs = [(i, k, p) for i, p in torch.nonzero(changed).tolist() for k, r in enumerate((src, tgt)) if float(r.objects[i, p, 0]) > 0.5]
+    extents: dict[int, list[np.ndarray]] = {}
+    if jobs:
+        readings, drafts = (src, tgt), (d_src, d_tgt)
+        objs = torch.stack([readings[k].objects[i] for i, k, _ in jobs]).clone()
+        for j, (_, _, p) in enumerate(jobs):
+            objs[j, p] = 0.0
+        scenes = torch.stack([readings[k].scene[i] for i, k, _ in jobs])
+        emptied = _draw(draft, objs, scenes, batch)
+        full = torch.stack([drafts[k][i] for i, k, _ in jobs])
+        fps = ((full - emptied).abs().amax(1) > tau).numpy()
+        for (i, _, _), fp in zip(jobs, fps, strict=True):
+            extents.setdefault(i, []).append(_object_extent(fp, disc))
+    diff = ((d_src - d_tgt).abs().amax(1) > tau).numpy()  # (B, H, W)
+    out = np.zeros_like(diff)
+    for i in range(len(diff)):
+        m = ndi.binary_opening(diff[i])
+        for e in extents.get(i, []):
+            m |= e
+        out[i] = ndi.binary_dilation(m, iterations=dilate) if dilate > 0 else m
+    return out
+
+
+def generator_parts(backbone) -> tuple:
+    """The frozen generator's caption reader and draft network (GeneratorDifferenceLoss reads and draws with them)."""
+    reader, draft = getattr(backbone, "caption_reader", None), getattr(backbone, "draft", None)
+    if reader is None or draft is None:
+        raise ValueError(
+            f"w_gen > 0 needs a generator with a caption reader and a draft network (models/shapes-turbo); "
+            f"{getattr(backbone, 'path', 'this generator')} has {'no caption reader' if reader is None else 'no draft'}"
+        )
+    return reader, draft
+
+
 # -- the frozen features, once -------------------------------------------------------------------
-def build_features(cfg: RegionTrainConfig, clip, instructions, backbone, callback=None) -> dict[str, Tensor | list[str]]:
-    """Render ``cfg.n_images`` captioned scenes, propose an instruction and target caption for each, and compute every
-    frozen feature the loop reads: CLIP patches and embeddings of the image, CLIP embeddings of both captions, the
-    instruction's token states, the source latents."""
+def training_cases(cfg: RegionTrainConfig) -> tuple[list[str], list[str], list[str], list]:
+    """(source captions, instructions, target captions, scenes) of the ``cfg.n_images`` training images, deterministic
+    in ``cfg.seed`` and ``cfg.types``; the scenes are only rendered (the captioned images), never read otherwise."""
     from ..world.captions import detailed_caption
-    from ..world.render import render
     from ..world.scene import random_scene
 
     proposer = WorldInstructionProposer(cfg.types)
-    src_caps, tgt_caps, instrs, images = [], [], [], []
+    src_caps, tgt_caps, instrs, scenes = [], [], [], []
     k = 0
-    while len(images) < cfg.n_images:
+    while len(scenes) < cfg.n_images:
         rng = random.Random(f"region/{cfg.seed}/{k}")
         k += 1
         scene = random_scene(rng)
@@ -172,8 +314,25 @@ def build_features(cfg: RegionTrainConfig, clip, instructions, backbone, callbac
         instrs.append(got[0])
         tgt_caps.append(got[1])
         src_caps.append(caption)
-        images.append(render(scene))
-    feats: dict[str, list] = {k: [] for k in ("patches", "e_src", "t_src", "t_tgt", "latents")}
+        scenes.append(scene)
+    return src_caps, instrs, tgt_caps, scenes
+
+
+def cache_settings(cfg: RegionTrainConfig) -> dict:
+    """What the cached training set depends on (a cache made with other settings is rebuilt)."""
+    return {"n_images": cfg.n_images, "seed": cfg.seed, "types": list(cfg.types)}
+
+
+def build_features(cfg: RegionTrainConfig, clip, instructions, backbone, callback=None) -> dict[str, Tensor | list[str]]:
+    """Render ``cfg.n_images`` captioned scenes, propose an instruction and target caption for each, and compute every
+    frozen feature the loop reads: the image itself (uint8), CLIP patches and embeddings of the image, CLIP embeddings
+    of both captions, the instruction's token states; the source latents only when the CLIP losses are on
+    (``add_latents``), the pseudo-masks only when ``w_gen`` > 0 (``add_pseudo_masks``)."""
+    from ..world.render import render
+
+    src_caps, instrs, tgt_caps, scenes = training_cases(cfg)
+    images = [render(sc) for sc in scenes]
+    feats: dict[str, list] = {k: [] for k in ("patches", "e_src", "t_src", "t_tgt")}
     tokens, tmasks = [], []
     for i in range(0, len(images), 64):
         batch = np.stack(images[i : i + 64])
@@ -182,7 +341,6 @@ def build_features(cfg: RegionTrainConfig, clip, instructions, backbone, callbac
         feats["e_src"].append(e)
         feats["t_src"].append(clip.embed_texts(src_caps[i : i + 64]))
         feats["t_tgt"].append(clip.embed_texts(tgt_caps[i : i + 64]))
-        feats["latents"].append(backbone.encode_images(batch).float())
         t, m = instructions(instrs[i : i + 64])
         tokens.append(t.half())
         tmasks.append(m)
@@ -190,10 +348,36 @@ def build_features(cfg: RegionTrainConfig, clip, instructions, backbone, callbac
             callback(min(i + 64, len(images)), len(images))
     length = max(t.shape[1] for t in tokens)
     out: dict = {k: torch.cat(v) for k, v in feats.items()}
+    out["images"] = torch.from_numpy(np.stack(images))  # (N, H, W, 3) uint8
     out["tokens"] = torch.cat([F.pad(t, (0, 0, 0, length - t.shape[1])) for t in tokens])
     out["token_mask"] = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in tmasks])
     out["instructions"], out["source_captions"], out["target_captions"] = instrs, src_caps, tgt_caps
+    out["settings"] = cache_settings(cfg)
+    if cfg.w_clip > 0:
+        add_latents(out, backbone)
     return out
+
+
+def add_latents(data: dict, backbone) -> None:
+    """The source latents the region-blended sampling starts from (the CLIP losses' path)."""
+    data["latents"] = torch.cat(
+        [backbone.encode_images(data["images"][i : i + 64].numpy()).float() for i in range(0, len(data["images"]), 64)]
+    )
+
+
+def pseudo_settings(cfg: RegionTrainConfig) -> dict:
+    return {"tau": cfg.gen_tau, "dilate": cfg.gen_dilate, "disc": cfg.gen_disc}
+
+
+def add_pseudo_masks(data: dict, cfg: RegionTrainConfig, backbone, batch: int = 64) -> None:
+    """The generator-difference pseudo-mask of every training image (``generator_difference_masks``), bool (N, H, W)."""
+    reader, draft = generator_parts(backbone)
+    src, tgt = data["source_captions"], data["target_captions"]
+    st = pseudo_settings(cfg)
+    parts = []
+    for i in tqdm(range(0, len(src), batch), desc="generator difference", mininterval=10):
+        parts.append(torch.from_numpy(generator_difference_masks(reader, draft, src[i : i + batch], tgt[i : i + batch], **st)))
+    data["pseudo"], data["pseudo_settings"] = torch.cat(parts), st
 
 
 def decode_differentiable(backbone, latents: Tensor) -> Tensor:
@@ -221,10 +405,11 @@ def evaluate_masks(predictor, clip, instructions, n: int, seed: int, threshold: 
     cases = list(generate_edits(n, seed))
     for i in range(0, len(cases), 32):
         chunk = cases[i : i + 32]
-        _, p = clip.encode_images(np.stack([e.render_source() for _, e in chunk]))
+        pixels = clip.pixels(np.stack([e.render_source() for _, e in chunk]))
+        _, p = clip.encode(pixels)
         t, m = instructions([e.instruction for _, e in chunk])
-        out = predictor(p, t, m)
-        masks = region_mask(out.grid_prob(), chunk[0][1].mask.shape, th)
+        out = predictor(p, t, m, image=pixels if predictor.reads_image else None)
+        masks = region_mask(out.mask_prob(), chunk[0][1].mask.shape, th, predictor.upsample_mode)
         for (cid, e), pm in zip(chunk, masks, strict=True):
             rows.append({"id": cid, "type": e.type_id} | mask_scores(pm, e.mask))
     summary = summarise(rows)
@@ -242,6 +427,49 @@ def clip_name(path: str) -> str:
 
 
 # -- the loop -------------------------------------------------------------------------------------
+def load_features(cfg: RegionTrainConfig, out: Path, clip, instructions, bb) -> dict:
+    """The cached frozen features of ``out/features.pt``, made or completed as the settings need them."""
+    cache = out / "features.pt"
+    data = torch.load(cache, weights_only=True) if cache.is_file() else None
+    if data is not None and (data.get("settings") != cache_settings(cfg) or "images" not in data):
+        logger.info("%s was made for other training images (or by an older version): rebuilding it", cache)
+        data = None
+    changed = data is None
+    if data is None:
+        t0 = time.perf_counter()
+        data = build_features(cfg, clip, instructions, bb)
+        logger.info("cached the frozen features of %d images in %.1fs", cfg.n_images, time.perf_counter() - t0)
+    if cfg.w_clip > 0 and "latents" not in data:
+        add_latents(data, bb)
+        changed = True
+    if cfg.w_gen > 0 and data.get("pseudo_settings") != pseudo_settings(cfg):
+        t0 = time.perf_counter()
+        add_pseudo_masks(data, cfg, bb)
+        logger.info("generator-difference pseudo-masks of %d images in %.1fs", cfg.n_images, time.perf_counter() - t0)
+        changed = True
+    if changed:
+        torch_save(data, cache)
+    return data
+
+
+def _curve_point(step: int, cfg: RegionTrainConfig, predictor, clip, instructions, out: Path) -> dict:
+    """A snapshot of the predictor (``snapshots/step-K``) and its scores on ``curve_n`` held-out cases."""
+    snap = out / "snapshots" / f"step-{step:06d}"
+    predictor.eval()
+    predictor.save_pretrained(snap)
+    m = evaluate_masks(predictor, clip, instructions, cfg.curve_n, cfg.eval_seed)
+    predictor.train()
+    by = m["by_type"]
+    return {
+        "step": step,
+        "images_seen": step * cfg.batch_size,
+        "local_0_8": by["local_0_8"]["iou"],
+        "all": by["all"]["iou"],
+        "iou_by_type": {k: v["iou"] for k, v in by.items() if k.isdigit()},
+        "snapshot": str(snap),
+    }
+
+
 @register_task("region", RegionTrainConfig)
 def train_region(cfg: RegionTrainConfig) -> dict:
     from ..models.backbone import DEFAULT_MODEL, load_backbone
@@ -254,14 +482,9 @@ def train_region(cfg: RegionTrainConfig) -> dict:
     bb = load_backbone(cfg.model or str(DEFAULT_MODEL))
     for mod in (bb.denoiser, bb.autoencoder, *bb.text_encoders):
         mod.requires_grad_(False)
-    cache = out / "features.pt"
-    if cache.is_file():
-        data = torch.load(cache, weights_only=True)
-    else:
-        t0 = time.perf_counter()
-        data = build_features(cfg, clip, instructions, bb)
-        torch_save(data, cache)
-        logger.info("cached the frozen features of %d images in %.1fs", cfg.n_images, time.perf_counter() - t0)
+    if cfg.w_gen > 0:
+        generator_parts(bb)  # fails before any work when the generator has no draft
+    data = load_features(cfg, out, clip, instructions, bb)
     torch.manual_seed(cfg.seed)
     pcfg = RegionPredictorConfig(
         image_dim=clip.width,
@@ -270,11 +493,18 @@ def train_region(cfg: RegionTrainConfig) -> dict:
         heads=cfg.heads,
         threshold=cfg.threshold,
         clip=clip_name(cfg.clip),
+        upsample=cfg.upsample,
+        refine=cfg.refine,
+        refine_width=cfg.refine_width,
+        layers=cfg.layers,
+        mixer=cfg.mixer,
+        pixels=cfg.pixels,
     )
     predictor = RegionPredictor(pcfg)
     proj_dim = int(data["t_src"].shape[1])
     semantic = SemanticAlignmentLoss(Projection(clip.width, proj_dim))
     guide, direction, structure = ClipGuidanceLoss(), DirectionalClipLoss(), StructureLoss()
+    gen_loss = GeneratorDifferenceLoss(cfg.gen_dice)
     model = nn.ModuleDict({"predictor": predictor, "semantic": semantic})
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
@@ -282,33 +512,40 @@ def train_region(cfg: RegionTrainConfig) -> dict:
     step = resume(ckpt, model, opt, sched)
     ts = timesteps_for(cfg.gen_steps or bb.default_steps, bb.denoiser.num_train_timesteps)
     n = int(data["patches"].shape[0])
-    lat_hw = tuple(data["latents"].shape[-2:])
+    lat_hw = tuple(data["latents"].shape[-2:]) if "latents" in data else None
     history: list[dict] = []
+    curve_path = out / "curve.json"
+    curve = [c for c in (json.loads(curve_path.read_text()) if curve_path.is_file() else []) if c["step"] <= step]
+    zero = torch.zeros(())
     bar = tqdm(total=cfg.steps, initial=step, desc="region", mininterval=5)
     t_start = time.perf_counter()
     while step < cfg.steps:
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # the batch and noise of step k depend on k alone
         idx = torch.randint(0, n, (cfg.batch_size,), generator=g)
         patches = data["patches"][idx].float()
-        res = predictor(patches, data["tokens"][idx].float(), data["token_mask"][idx])
+        pixels = data["images"][idx].permute(0, 3, 1, 2).float() / 255.0 if predictor.reads_image else None
+        res = predictor(patches, data["tokens"][idx].float(), data["token_mask"][idx], image=pixels)
         t_src, t_tgt, e_src = data["t_src"][idx], data["t_tgt"][idx], data["e_src"][idx]
-        l_sem = semantic(res.fused, patches, t_tgt, t_src)
-        src_lat = data["latents"][idx]
-        cond = bb.encode_text([data["target_captions"][int(i)] for i in idx])
-        noises = [torch.randn(src_lat.shape, generator=g) for _ in ts]
-        lat = sample_region(
-            bb.denoiser,
-            src_lat,
-            ts,
-            cond,
-            latent_mask(res.grid_prob(), lat_hw),
-            noises=noises,
-            grad_through_denoiser=cfg.grad_through_generator,
-        )
-        e_edit, p_edit = clip.encode(decode_differentiable(bb, lat))
-        l_guide, l_dir, l_struct = guide(e_edit, t_tgt), direction(e_edit, e_src, t_tgt, t_src), structure(p_edit, patches)
+        l_sem = semantic(res.fused, patches, t_tgt, t_src) if cfg.w_sem > 0 else zero
+        l_guide = l_dir = l_struct = zero
+        if cfg.w_clip > 0:  # the paper's path: region-blended sampling through the frozen generator, then CLIP
+            src_lat = data["latents"][idx]
+            cond = bb.encode_text([data["target_captions"][int(i)] for i in idx])
+            noises = [torch.randn(src_lat.shape, generator=g) for _ in ts]
+            lat = sample_region(
+                bb.denoiser,
+                src_lat,
+                ts,
+                cond,
+                latent_mask(res.grid_prob(), lat_hw),
+                noises=noises,
+                grad_through_denoiser=cfg.grad_through_generator,
+            )
+            e_edit, p_edit = clip.encode(decode_differentiable(bb, lat))
+            l_guide, l_dir, l_struct = guide(e_edit, t_tgt), direction(e_edit, e_src, t_tgt, t_src), structure(p_edit, patches)
         l_clip = cfg.l_guide * l_guide + cfg.l_dir * l_dir + cfg.l_struct * l_struct
-        loss = cfg.w_sem * l_sem + cfg.w_clip * l_clip
+        l_gen = gen_loss(res.grid_prob(), data["pseudo"][idx][:, None].float(), res.fine) if cfg.w_gen > 0 else zero
+        loss = cfg.w_sem * l_sem + cfg.w_clip * l_clip + cfg.w_gen * l_gen
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -322,6 +559,7 @@ def train_region(cfg: RegionTrainConfig) -> dict:
             "guide": l_guide.item(),
             "dir": l_dir.item(),
             "struct": l_struct.item(),
+            "gen": l_gen.item(),
             "mask_mean": float(res.prob.detach().mean()),
         }
         history.append(rec)
@@ -329,6 +567,10 @@ def train_region(cfg: RegionTrainConfig) -> dict:
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save_checkpoint(ckpt, step, model, opt, sched)
             logger.info("step %d %s (%.1fs)", step, rec, time.perf_counter() - t_start)
+        if cfg.curve_every and (step % cfg.curve_every == 0 or step == cfg.steps):
+            curve.append(_curve_point(step, cfg, predictor, clip, instructions, out))
+            write_json(curve_path, curve)
+            logger.info("curve: step %d local 0-8 IoU %.3f", step, curve[-1]["local_0_8"])
     bar.close()
     predictor.eval()
     predictor.save_pretrained(out)
@@ -345,6 +587,7 @@ def train_region(cfg: RegionTrainConfig) -> dict:
 __all__ = [
     "ClipGuidanceLoss",
     "DirectionalClipLoss",
+    "GeneratorDifferenceLoss",
     "Projection",
     "RegionTrainConfig",
     "SemanticAlignmentLoss",
@@ -352,6 +595,9 @@ __all__ = [
     "WorldInstructionProposer",
     "build_features",
     "evaluate_masks",
+    "generator_difference_masks",
+    "soft_dice",
     "self_similarity",
     "train_region",
+    "training_cases",
 ]
