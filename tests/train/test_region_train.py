@@ -148,7 +148,9 @@ def test_the_pseudo_mask_of_a_colour_change_lies_on_that_object(reader_and_draft
     assert (mask & object_footprint(src.object_at(3), 128)).sum() == 0  # nothing of the unchanged circle
 
 
-def test_the_pseudo_mask_of_a_background_change_leaves_the_objects_out_and_no_change_is_empty(reader_and_draft):
+def test_the_pseudo_mask_of_a_background_change_leaves_the_objects_out_a_style_change_is_everything_and_no_change_is_empty(
+    reader_and_draft,
+):
     from dataclasses import replace
 
     from retouch.train.region import generator_difference_masks
@@ -156,8 +158,12 @@ def test_the_pseudo_mask_of_a_background_change_leaves_the_objects_out_and_no_ch
     from retouch.world.render import object_radius, slot_center
 
     src = _scene()
-    caps = [detailed_caption(src)] * 2
-    bg, same = generator_difference_masks(*reader_and_draft, caps, [detailed_caption(replace(src, background="sand")), caps[0]])
+    caps = [detailed_caption(src)] * 3
+    styled = detailed_caption(replace(src, style="sepia" if src.style != "sepia" else "flat"))
+    bg, same, style = generator_difference_masks(
+        *reader_and_draft, caps, [detailed_caption(replace(src, background="sand")), caps[0], styled]
+    )
+    assert style.all()
     assert bg.mean() > 0.5
     yy, xx = np.mgrid[0:128, 0:128] + 0.5
     for o in src.objects:  # the objects' cores are not repainted (their outlines, dilated, may be)

@@ -248,10 +248,12 @@ def generator_difference_masks(
     - for each place whose reading changed (an object attribute moved by more than 0.5), the extent of the object
       there in either reading: the pixels its draft loses when the place is emptied (``_object_extent``),
 
-    dilated by ``dilate`` pixels.  The draft draws each place's object from the reading alone, so an attribute change
+    dilated by ``dilate`` pixels; a change of style marks the whole image.  The draft draws each place's object from the reading alone, so an attribute change
     (a colour, say) that moves only some pixels still marks its whole object, and a background or style change marks
     what it repaints."""
     from scipy import ndimage as ndi
+
+    from ..models.layout import SCENE_SLICES
 
     if len(sources) != len(targets):
         raise ValueError(f"{len(sources)} source captions but {len(targets)} target captions")
@@ -273,8 +275,15 @@ def generator_difference_masks(
         for (i, _, _), fp in zip(jobs, fps, strict=True):
             extents.setdefault(i, []).append(_object_extent(fp, disc))
     diff = ((d_src - d_tgt).abs().amax(1) > tau).numpy()  # (B, H, W)
+    # a style is how the whole picture is drawn: a style change repaints every pixel, even those the draft's style
+    # moves by less than tau (flat areas of a faint style), so its pseudo-mask is the whole image
+    style = SCENE_SLICES["style"]
+    restyled = ((src.scene[:, style] - tgt.scene[:, style]).abs().amax(-1) > 0.5).tolist()
     out = np.zeros_like(diff)
     for i in range(len(diff)):
+        if restyled[i]:
+            out[i] = True
+            continue
         m = ndi.binary_opening(diff[i])
         for e in extents.get(i, []):
             m |= e
