@@ -248,9 +248,9 @@ def generator_difference_masks(
     - for each place whose reading changed (an object attribute moved by more than 0.5), the extent of the object
       there in either reading: the pixels its draft loses when the place is emptied (``_object_extent``),
 
-    dilated by ``dilate`` pixels; a change of style marks the whole image.  The draft draws each place's object from the reading alone, so an attribute change
-    (a colour, say) that moves only some pixels still marks its whole object, and a background or style change marks
-    what it repaints."""
+    dilated by ``dilate`` pixels; a change of style marks the whole image.  The draft draws each place's object from
+    the reading alone, so an attribute change (a colour, say) that moves only some pixels still marks its whole
+    object, and a background change marks what it repaints."""
     from scipy import ndimage as ndi
 
     from ..models.layout import SCENE_SLICES
