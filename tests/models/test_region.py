@@ -146,3 +146,32 @@ def test_grid_mixer_layers_and_pixel_encoder_build_read_the_image_and_round_trip
     again = RegionPredictor.from_pretrained(model.save_pretrained(tmp_path / "mixed"))
     assert again.config == cfg
     assert torch.allclose(again(p, t, m, image=img).prob, model(p, t, m, image=img).prob, atol=5e-3)
+
+
+def test_the_reader_encoder_is_the_scene_reader_with_batchnorm_folded_and_stays_frozen(tmp_path: Path):
+    from retouch.world.reader import SceneReader, SceneReaderConfig
+
+    torch.manual_seed(0)
+    reader = SceneReader(SceneReaderConfig(width=4, ctx=8, hidden=16))
+    for m in reader.slot.modules():  # non-trivial running statistics, so the fold is tested
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    reader.eval()
+    cfg = RegionPredictorConfig(image_dim=32, text_dim=24, grid=(4, 4), heads=2, reader=4)
+    model = RegionPredictor(cfg)
+    model.reader.load_scene_reader(reader)
+    img = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want = reader.slot[:-1]((img - 0.5) / 0.25).flatten(2).transpose(1, 2)  # (2, 16, 16)
+    assert torch.allclose(model.reader(img), want, atol=1e-5)
+    assert not any(p.requires_grad for p in model.reader.parameters())
+    p, t, m = _inputs()
+    model(p, t, m, image=img).prob.sum().backward()
+    assert model.reader_proj[1].weight.grad is not None and model.reader.net[0].weight.grad is None
+    again = RegionPredictor.from_pretrained(model.save_pretrained(tmp_path / "read"))
+    assert torch.allclose(again.reader(img), want, atol=0.05)  # fp16 weights on disk
+    with pytest.raises(ValueError, match="does not match"):
+        RegionPredictor(RegionPredictorConfig(image_dim=32, text_dim=24, grid=(4, 4), heads=2, reader=8)).reader.load_scene_reader(reader)

@@ -68,6 +68,12 @@ class RegionPredictorConfig:
     # a small CNN on the image itself (widths w, 2w, 4w, then the image width), pooled to the patch grid and added to
     # the CLIP patch features before eq. 1 (0: none, the paper); the world CLIP's patches hold little of an object's shape
     pixels: int = 0
+    # the frozen scene reader's slot convolutions (width w: channels w, 2w, 3w, 4w; stride 16, so one 4w-wide feature
+    # per patch), projected and added to the CLIP patch features before eq. 1 (0: none, the paper).  The world CLIP's
+    # patches hold an object's colour but little of its shape, pattern or emblem (a linear probe at the object's centre
+    # patch: shape 0.35, pattern 0.39; the reader's features: 0.80, 0.80; docs/region.md); the reader is the world's
+    # pretrained encoder of exactly those attributes.  Its weights are copied in (BatchNorm folded) and never trained.
+    reader: int = 0
 
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
@@ -173,6 +179,49 @@ class PixelEncoder(nn.Module):
         return self.norm(h.flatten(2).transpose(1, 2)) * self.gate
 
 
+class ReaderEncoder(nn.Module):
+    """The scene reader's slot stack (``retouch.world.reader.SceneReader.slot``) with its BatchNorms folded into the
+    convolutions: image (B, 3, H, W) in [0, 1] -> (B, gh * gw, 4 * width) on the patch grid.  Frozen: its parameters
+    never take gradients (``from_scene_reader`` copies them in)."""
+
+    def __init__(self, width: int, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.grid = tuple(grid)
+        w = (width, 2 * width, 3 * width, 4 * width)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w[0], 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(w[0], w[1], 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(w[1], w[2], 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(w[2], w[3], 3, 2, 1),
+            nn.ReLU(),
+        )
+        self.requires_grad_(False)
+
+    @torch.no_grad()
+    def load_scene_reader(self, reader) -> ReaderEncoder:
+        """Copy a ``SceneReader``'s slot convolutions in, each BatchNorm (eval statistics) folded into its conv."""
+        convs = [m for m in reader.slot.modules() if isinstance(m, nn.Conv2d)]
+        norms = [m for m in reader.slot.modules() if isinstance(m, nn.BatchNorm2d)]
+        mine = [m for m in self.net if isinstance(m, nn.Conv2d)]
+        if len(convs) != len(mine) or any(a.weight.shape != b.weight.shape for a, b in zip(convs, mine, strict=True)):
+            raise ValueError(f"the scene reader's slot stack does not match a width-{mine[0].out_channels} reader encoder")
+        for conv, bn, out in zip(convs, norms, mine, strict=True):
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C,)
+            out.weight.copy_(conv.weight * scale[:, None, None, None])
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            out.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+        return self
+
+    def forward(self, image: Tensor) -> Tensor:
+        size = (16 * self.grid[0], 16 * self.grid[1])
+        if image.shape[-2:] != size:
+            image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return self.net((image - 0.5) / 0.25).flatten(2).transpose(1, 2)  # (B, gh * gw, 4 * width), the reader's scaling
+
+
 class RegionPredictor(nn.Module):
     """``forward(patches (B, N, image_dim), tokens (B, L, text_dim), token_mask (B, L), image=None) -> RegionOutput``;
     ``image`` (B, 3, H, W) in [0, 1] is needed by (only) a predictor with a refinement head (``config.refine``)."""
@@ -196,6 +245,8 @@ class RegionPredictor(nn.Module):
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {cfg.upsample!r}")
         self.refine = RefineHead(d, cfg.refine, cfg.refine_width) if cfg.refine else None
         self.pixels = PixelEncoder(d, cfg.pixels, cfg.grid) if cfg.pixels else None
+        self.reader = ReaderEncoder(cfg.reader, cfg.grid) if cfg.reader else None
+        self.reader_proj = nn.Sequential(nn.LayerNorm(4 * cfg.reader), nn.Linear(4 * cfg.reader, d)) if cfg.reader else None
         self.mixer = nn.ModuleList(GridMixer(d, cfg.mixer_kernel, cfg.mlp_ratio) for _ in range(cfg.mixer))
         self.more = nn.ModuleList(
             nn.TransformerDecoderLayer(d, cfg.heads, cfg.mlp_ratio * d, cfg.dropout, activation="gelu", batch_first=True, norm_first=True)
@@ -218,6 +269,8 @@ class RegionPredictor(nn.Module):
         q = patches.to(w.dtype)
         if self.pixels is not None:
             q = q + self.pixels(self._image(image, patches).to(w.dtype))
+        if self.reader is not None:
+            q = q + self.reader_proj(self.reader(self._image(image, patches).to(w.dtype)))  # (B, N, d)
         for block in self.mixer:  # config.mixer > 0: neighbouring patches mixed before the cross-attention
             q = block(q, cfg.grid)
         q = q + self.pos  # (B, N, d)
@@ -235,12 +288,12 @@ class RegionPredictor(nn.Module):
     @property
     def reads_image(self) -> bool:
         """Whether ``forward`` needs the image (a refinement head or a pixel encoder)."""
-        return self.refine is not None or self.pixels is not None
+        return self.refine is not None or self.pixels is not None or self.reader is not None
 
     @staticmethod
     def _image(image: Tensor | None, patches: Tensor) -> Tensor:
         if image is None:
-            raise ValueError("this region predictor reads the image itself (config.refine / config.pixels): pass image=")
+            raise ValueError("this region predictor reads the image itself (config.refine / pixels / reader): pass image=")
         if image.ndim != 4 or image.shape[:2] != (patches.shape[0], 3):
             raise ValueError(f"image must be (B, 3, H, W) in [0, 1] with B = {patches.shape[0]}, got {tuple(image.shape)}")
         return image
@@ -410,6 +463,7 @@ __all__ = [
     "ClipFeatures",
     "GridMixer",
     "PixelEncoder",
+    "ReaderEncoder",
     "DEFAULT_REGION_PREDICTOR",
     "InstructionEncoder",
     "RegionOutput",

@@ -83,6 +83,9 @@ class RegionTrainConfig:
     layers: int = 1  # the predictor's attention layers (1: eq. 1-2 as in the paper)
     mixer: int = 0  # depthwise-conv blocks over the patch grid before eq. 1 (0: none, as in the paper)
     pixels: int = 0  # width of the predictor's own small CNN on the image, added to the patch features (0: none, the paper)
+    # a scene reader folder: its frozen slot convolutions become the predictor's second image encoder (models/region.py,
+    # ReaderEncoder; "": none, the paper)
+    reader: str = ""
     ckpt_every: int = 100
     curve_every: int = 0  # every this many steps: a predictor snapshot (snapshots/) and curve_n held-out cases scored (curve.json)
     curve_n: int = 140
@@ -479,6 +482,15 @@ def _curve_point(step: int, cfg: RegionTrainConfig, predictor, clip, instruction
     }
 
 
+def _reader_width(folder: str) -> int:
+    """The slot-stack width of the scene reader at ``folder`` (0 for "")."""
+    if not folder:
+        return 0
+    from ..world.reader import SceneReader
+
+    return SceneReader.from_pretrained(folder).config.width
+
+
 @register_task("region", RegionTrainConfig)
 def train_region(cfg: RegionTrainConfig) -> dict:
     from ..models.backbone import DEFAULT_MODEL, load_backbone
@@ -508,8 +520,13 @@ def train_region(cfg: RegionTrainConfig) -> dict:
         layers=cfg.layers,
         mixer=cfg.mixer,
         pixels=cfg.pixels,
+        reader=_reader_width(cfg.reader),
     )
     predictor = RegionPredictor(pcfg)
+    if cfg.reader:
+        from ..world.reader import SceneReader
+
+        predictor.reader.load_scene_reader(SceneReader.from_pretrained(cfg.reader))
     proj_dim = int(data["t_src"].shape[1])
     semantic = SemanticAlignmentLoss(Projection(clip.width, proj_dim))
     guide, direction, structure = ClipGuidanceLoss(), DirectionalClipLoss(), StructureLoss()
