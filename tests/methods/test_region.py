@@ -120,3 +120,28 @@ def test_cli_edit_with_show_mask_and_then(region_dirs, tmp_path, capsys):
     assert "belong to --method region" in capsys.readouterr().err
     assert main(args + ["--show-mask", str(tmp_path / "m.jpg")]) == 2
     assert "writes a PNG" in capsys.readouterr().err
+
+
+def test_region_from_the_generator_marks_the_changed_object_and_keeps_the_rest(region_dirs):
+    """region_from="generator": the shipped generator's drafts of the source and target caption differ on the star
+    only; a generator without a draft is refused by name, and an unknown source too."""
+    from retouch.world.captions import detailed_caption
+    from retouch.world.render import object_footprint, render
+    from retouch.world.scene import Scene, WorldObject
+
+    star = WorldObject(shape="star", color="red", size="large", pattern="solid", pose="upright", emblem="moon", slot=0)
+    heart = WorldObject(shape="heart", color="blue", size="medium", pattern="striped", pose="upright", emblem="bolt", slot=3)
+    scene = Scene(objects=(star, heart), background="grass", style="flat", seed=2)
+    img = render(scene)
+    method = get_method("region", region_from="generator", captioner=None, rewriter="rules")
+    res = method.edit(EditRequest(image=img, instruction="make the red star green", source_prompt=detailed_caption(scene)))
+    m = res.mask > 0
+    assert res.info["mask"] == "generator" and "green" in res.info["target_caption"]
+    assert (m & object_footprint(star, 128)).sum() / object_footprint(star, 128).sum() > 0.9
+    assert not (m & object_footprint(heart, 128)).any() and not m[:, 80:].any()  # nothing near the heart's place
+    assert np.array_equal(res.image[~m], img[~m])
+    model, pred, _ = region_dirs
+    with pytest.raises(ValueError, match="caption reader|draft"):
+        get_method("region", model=str(model), predictor=str(pred), captioner=None, rewriter="rules", region_from="union")
+    with pytest.raises(ValueError, match="region_from must be one of"):
+        get_method("region", model=str(model), predictor=str(pred), captioner=None, rewriter="rules", region_from="oracle")

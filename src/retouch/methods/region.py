@@ -28,6 +28,10 @@ from .common import from_working, make_captioner, paste, resolve_captions, size_
 logger = logging.getLogger(__name__)
 
 EMPTY_MODES = ("keep", "error")
+# where the region comes from: the learned predictor (the paper); the generator's own answer, where its drafts of the
+# source and the target caption differ (``generator_difference_masks``, the pseudo-mask the shipped predictor was
+# trained on; DiffEdit-like, needs a generator with a caption reader and a draft); or the union of both
+REGION_SOURCES = ("predictor", "generator", "union")
 
 
 @dataclass
@@ -41,6 +45,7 @@ class RegionSettings:
     # a predicted region with no patch: "keep" returns the input unchanged (info["warning"] says so; benchmarks),
     # "error" raises ValueError naming the instruction
     empty_mask: str = "keep"
+    region_from: str = "predictor"  # one of REGION_SOURCES
     rewriter: str = "reader"
     rewriter_options: dict | None = None
     captioner: str | None = "scene-reader"  # None: captions must come with the request
@@ -67,10 +72,12 @@ class RegionEdit(Method):
         self.settings = s = RegionSettings(**options)
         if s.empty_mask not in EMPTY_MODES:
             raise ValueError(f"empty_mask must be one of {EMPTY_MODES}, got {s.empty_mask!r}")
+        if s.region_from not in REGION_SOURCES:
+            raise ValueError(f"region_from must be one of {REGION_SOURCES}, got {s.region_from!r}")
         if s.threshold is not None and not 0.0 < s.threshold < 1.0:
             raise ValueError(f"threshold must lie in (0, 1), got {s.threshold}")
         from ..models.backbone import DEFAULT_MODEL, load_backbone
-        from ..models.region import DEFAULT_REGION_PREDICTOR, ClipFeatures, InstructionEncoder, RegionPredictor
+        from ..models.region import DEFAULT_REGION_PREDICTOR, ClipFeatures, InstructionEncoder, RegionPredictor, generator_parts
         from ..rewrite import get_rewriter
 
         self.rewriter = get_rewriter(s.rewriter, **(s.rewriter_options or {}))  # a bad name fails before any model loads
@@ -88,6 +95,7 @@ class RegionEdit(Method):
                 f"the instruction encoder is {self.instructions.width} wide; the predictor reads {self.predictor.config.text_dim}"
             )
         self.backbone = load_backbone(s.model or str(DEFAULT_MODEL), device=s.device)
+        self.generator_parts = generator_parts(self.backbone) if s.region_from != "predictor" else None
         self.steps = s.steps or self.backbone.default_steps
         self.timesteps = timesteps_for(self.steps, self.backbone.denoiser.num_train_timesteps)
         self.captioner = make_captioner(s.captioner)
@@ -103,6 +111,18 @@ class RegionEdit(Method):
         out = self.predictor(patches, tokens, tmask, image=pixels if self.predictor.reads_image else None)
         return self.predictor.mask(out, image.shape[:2], self.threshold)[0], out.mask_prob()
 
+    @torch.no_grad()
+    def generator_region(self, source: str, target: str, size: tuple[int, int]) -> np.ndarray:
+        """Where the frozen generator's drafts of the source and the target caption differ (H, W) bool, resized to
+        ``size`` (nearest)."""
+        from ..models.region import generator_difference_masks
+
+        (m,) = generator_difference_masks(*self.generator_parts, [source], [target])
+        if m.shape != tuple(size):
+            t = torch.from_numpy(m.astype(np.float32))[None, None]
+            m = F.interpolate(t, size=tuple(size), mode="nearest")[0, 0].numpy() > 0.5
+        return m
+
     def edit(self, request: EditRequest, callback: Progress | None = None) -> EditResult:
         s = self.settings
         caps = resolve_captions(request, self.captioner, self.rewriter)  # the captions first: where bad input fails
@@ -114,12 +134,22 @@ class RegionEdit(Method):
         else:
             if not request.instruction or not request.instruction.strip():
                 raise ValueError("the region method predicts where to edit from the instruction: give an instruction, or a mask")
-            mask, prob = self.predict_region(src, request.instruction)
-            info["mask"] = "predicted"
-            info["patch_probability_max"] = float(prob.max())
+            mask = np.zeros(src.shape[:2], bool)
+            if s.region_from in ("predictor", "union"):
+                mask, prob = self.predict_region(src, request.instruction)
+                info["patch_probability_max"] = float(prob.max())
+            if s.region_from in ("generator", "union"):
+                mask = mask | self.generator_region(caps.source, caps.target, src.shape[:2])
+            info["mask"] = "predicted" if s.region_from == "predictor" else s.region_from
         info["mask_fraction"] = float(mask.mean())
         if not mask.any():
-            why = f"the region predictor finds no patch above {self.threshold} for {request.instruction!r}"
+            why = (
+                f"the region predictor finds no patch above {self.threshold} for {request.instruction!r}"
+                if s.region_from == "predictor"
+                else f"neither the predictor nor the generator's drafts mark a region for {request.instruction!r}"
+                if s.region_from == "union"
+                else f"the generator's drafts of the two captions do not differ for {request.instruction!r}"
+            )
             if s.empty_mask == "error":
                 raise ValueError(f"{why}: nothing would be edited; give a mask or a lower threshold")
             logger.warning("%s: the input is returned unchanged", why)

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..atomic import torch_save, write_json
+from ..models.region import generator_difference_masks, generator_parts
 from . import register_task
 from .loop import resume, save_checkpoint, start_run, warmup_cosine
 
@@ -201,108 +202,6 @@ class GeneratorDifferenceLoss(nn.Module):
         if fine is not None:
             loss = loss + self.term(fine, pseudo)
         return loss
-
-
-# -- the generator's own answer: where the drafts of the two captions differ ------------------------
-def _draw(draft, objects: Tensor, scene: Tensor, batch: int = 32) -> Tensor:
-    """Drafts (B, 3, H, W) in [-1, 1] of readings given as tensors, in batches."""
-    from ..models.layout import LayoutReading
-
-    with torch.no_grad():
-        parts = [draft.draw(LayoutReading(objects[i : i + batch], scene[i : i + batch])) for i in range(0, len(objects), batch)]
-    return torch.cat(parts).float()
-
-
-def _object_extent(footprint: np.ndarray, disc: bool) -> np.ndarray:
-    """An object's drawn pixels (bool HxW, as the draft shows them) -> its extent: holes filled, specks dropped, and
-    with ``disc`` the disc around the largest piece's centroid that reaches its farthest pixel (the room the object
-    takes in any pose)."""
-    from scipy import ndimage as ndi
-
-    m = ndi.binary_opening(ndi.binary_fill_holes(ndi.binary_closing(footprint, iterations=2)))
-    lab, n = ndi.label(m)
-    if n == 0:
-        return m
-    if n > 1:
-        m = lab == (1 + int(np.argmax(ndi.sum(m, lab, index=range(1, n + 1)))))
-    if not disc:
-        return m
-    yy, xx = np.nonzero(m)
-    cy, cx = yy.mean(), xx.mean()
-    r = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2).max() + 0.5
-    gy, gx = np.mgrid[0 : m.shape[0], 0 : m.shape[1]]
-    return (gy - cy) ** 2 + (gx - cx) ** 2 <= r * r
-
-
-def generator_difference_masks(
-    reader,
-    draft,
-    sources: list[str],
-    targets: list[str],
-    tau: float = 0.2,
-    dilate: int = 4,
-    disc: bool = True,
-    batch: int = 32,
-) -> np.ndarray:
-    """Pseudo-masks (B, H, W) bool from captions alone, by the frozen generator: the caption reader reads each source
-    and target caption, the draft network draws both readings, and the mask is
-
-    - every pixel where the two drafts differ by more than ``tau`` (a binary opening drops one-pixel seams), joined by
-    - for each place whose reading changed (an object attribute moved by more than 0.5), the extent of the object
-      there in either reading: the pixels its draft loses when the place is emptied (``_object_extent``),
-
-    dilated by ``dilate`` pixels; a change of style marks the whole image.  The draft draws each place's object from
-    the reading alone, so an attribute change (a colour, say) that moves only some pixels still marks its whole
-    object, and a background change marks what it repaints."""
-    from scipy import ndimage as ndi
-
-    from ..models.layout import SCENE_SLICES
-
-    if len(sources) != len(targets):
-        raise ValueError(f"{len(sources)} source captions but {len(targets)} target captions")
-    src, tgt = reader.read(list(sources)), reader.read(list(targets))
-    d_src, d_tgt = _draw(draft, src.objects, src.scene, batch), _draw(draft, tgt.objects, tgt.scene, batch)
-    changed = (src.objects - tgt.objects).abs().amax(-1) > 0.5  # (B, places)
-    # the extents: each changed place emptied in each reading that holds an object there
-    jobs = [(i, k, p) for i, p in torch.nonzero(changed).tolist() for k, r in enumerate((src, tgt)) if float(r.objects[i, p, 0]) > 0.5]
-    extents: dict[int, list[np.ndarray]] = {}
-    if jobs:
-        readings, drafts = (src, tgt), (d_src, d_tgt)
-        objs = torch.stack([readings[k].objects[i] for i, k, _ in jobs]).clone()
-        for j, (_, _, p) in enumerate(jobs):
-            objs[j, p] = 0.0
-        scenes = torch.stack([readings[k].scene[i] for i, k, _ in jobs])
-        emptied = _draw(draft, objs, scenes, batch)
-        full = torch.stack([drafts[k][i] for i, k, _ in jobs])
-        fps = ((full - emptied).abs().amax(1) > tau).numpy()
-        for (i, _, _), fp in zip(jobs, fps, strict=True):
-            extents.setdefault(i, []).append(_object_extent(fp, disc))
-    diff = ((d_src - d_tgt).abs().amax(1) > tau).numpy()  # (B, H, W)
-    # a style is how the whole picture is drawn: a style change repaints every pixel, even those the draft's style
-    # moves by less than tau (flat areas of a faint style), so its pseudo-mask is the whole image
-    style = SCENE_SLICES["style"]
-    restyled = ((src.scene[:, style] - tgt.scene[:, style]).abs().amax(-1) > 0.5).tolist()
-    out = np.zeros_like(diff)
-    for i in range(len(diff)):
-        if restyled[i]:
-            out[i] = True
-            continue
-        m = ndi.binary_opening(diff[i])
-        for e in extents.get(i, []):
-            m |= e
-        out[i] = ndi.binary_dilation(m, iterations=dilate) if dilate > 0 else m
-    return out
-
-
-def generator_parts(backbone) -> tuple:
-    """The frozen generator's caption reader and draft network (GeneratorDifferenceLoss reads and draws with them)."""
-    reader, draft = getattr(backbone, "caption_reader", None), getattr(backbone, "draft", None)
-    if reader is None or draft is None:
-        raise ValueError(
-            f"w_gen > 0 needs a generator with a caption reader and a draft network (models/shapes-turbo); "
-            f"{getattr(backbone, 'path', 'this generator')} has {'no caption reader' if reader is None else 'no draft'}"
-        )
-    return reader, draft
 
 
 # -- the frozen features, once -------------------------------------------------------------------
