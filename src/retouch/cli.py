@@ -253,8 +253,10 @@ def cmd_edit(a: argparse.Namespace) -> int:
             if not 0.0 < a.region_threshold < 1.0:
                 raise ValueError(f"--region-threshold must lie in (0, 1), got {a.region_threshold}")
             options["threshold"] = a.region_threshold
-    elif a.predictor or a.region_threshold is not None:
-        raise ValueError(f"--predictor and --region-threshold belong to --method region, not {a.method}")
+        if a.region_from is not None:
+            options["region_from"] = a.region_from
+    elif a.predictor or a.region_threshold is not None or a.region_from is not None:
+        raise ValueError(f"--predictor, --region-threshold and --region-from belong to --method region, not {a.method}")
     if a.rewriter != "reader" or a.rewriter_url or a.rewriter_model:
         options["rewriter"] = a.rewriter
         ropts = {k: v for k, v in (("base_url", a.rewriter_url), ("model", a.rewriter_model)) if v}
@@ -593,6 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ed.add_argument("--predictor", default=None, help="region: region predictor folder (default: models/region-predictor)")
     ed.add_argument("--region-threshold", type=float, default=None, help="region: patch probability that joins the region (default 0.5)")
+    ed.add_argument(
+        "--region-from",
+        choices=("predictor", "generator", "union"),
+        default=None,
+        help="region: where the region comes from: the learned predictor (default), the generator's drafts of the two "
+        "captions (where they differ), or both",
+    )
     ed.add_argument("--rewriter", default="reader", help="instruction -> caption backend: reader (default), rules, smollm2 or openai")
     ed.add_argument("--rewriter-url", default=None, help="openai: base URL of an OpenAI-compatible endpoint")
     ed.add_argument("--rewriter-model", default=None, help="openai: model name")

@@ -118,6 +118,8 @@ def test_cli_edit_with_show_mask_and_then(region_dirs, tmp_path, capsys):
     bad = ["edit", str(src_path), INSTR, "-o", str(tmp_path / "o2.png"), "--method", "turbo", "--predictor", str(pred)]
     assert main(bad) == 2
     assert "belong to --method region" in capsys.readouterr().err
+    assert main(bad[:-2] + ["--region-from", "generator"]) == 2
+    assert "--region-from belong to --method region" in capsys.readouterr().err
     assert main(args + ["--show-mask", str(tmp_path / "m.jpg")]) == 2
     assert "writes a PNG" in capsys.readouterr().err
 
