@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="the first K sessions")
     ap.add_argument("--clip", default=str(ROOT / "models" / "world-clip"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="a method setting, e.g. region_from=generator")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -44,7 +45,18 @@ def main(argv: list[str] | None = None) -> int:
 
     sessions = load_turn_suite(args.suite)
     ids = sorted(sessions)[: args.limit]
-    method = None if args.method == "keep" else get_method(args.method)
+    options = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a bare string
+    if options and args.method == "keep":
+        ap.error("--set needs a method; 'keep' has no settings")
+    method = None if args.method == "keep" else get_method(args.method, **options)
     clip = CLIPEmbedder.load(args.clip)
     reader = SceneReader.from_pretrained()
     rows = []
