@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     th = args.threshold if args.threshold is not None else (predictor.config.threshold if predictor else None)
     mode = args.upsample or (predictor.upsample_mode if predictor else "nearest")
     rows, ms = [], []
-    with torch.no_grad():
+    with torch.inference_mode():  # as the method predicts
         for cid, tid, instr, img, truth in cases:
             if predictor is None:
                 pred = np.ones_like(truth)
