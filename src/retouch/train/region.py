@@ -381,15 +381,6 @@ def _curve_point(step: int, cfg: RegionTrainConfig, predictor, clip, instruction
     }
 
 
-def _reader_width(folder: str) -> int:
-    """The slot-stack width of the scene reader at ``folder`` (0 for "")."""
-    if not folder:
-        return 0
-    from ..world.reader import SceneReader
-
-    return SceneReader.from_pretrained(folder).config.width
-
-
 @register_task("region", RegionTrainConfig)
 def train_region(cfg: RegionTrainConfig) -> dict:
     from ..models.backbone import DEFAULT_MODEL, load_backbone
@@ -405,6 +396,11 @@ def train_region(cfg: RegionTrainConfig) -> dict:
     if cfg.w_gen > 0:
         generator_parts(bb)  # fails before any work when the generator has no draft
     data = load_features(cfg, out, clip, instructions, bb)
+    scene_reader = None
+    if cfg.reader:  # its slot stack becomes the predictor's frozen second encoder (read once: width and weights)
+        from ..world.reader import SceneReader
+
+        scene_reader = SceneReader.from_pretrained(cfg.reader)
     torch.manual_seed(cfg.seed)
     pcfg = RegionPredictorConfig(
         image_dim=clip.width,
@@ -419,13 +415,11 @@ def train_region(cfg: RegionTrainConfig) -> dict:
         layers=cfg.layers,
         mixer=cfg.mixer,
         pixels=cfg.pixels,
-        reader=_reader_width(cfg.reader),
+        reader=scene_reader.config.width if scene_reader is not None else 0,
     )
     predictor = RegionPredictor(pcfg)
-    if cfg.reader:
-        from ..world.reader import SceneReader
-
-        predictor.reader.load_scene_reader(SceneReader.from_pretrained(cfg.reader))
+    if scene_reader is not None:
+        predictor.reader.load_scene_reader(scene_reader)
     proj_dim = int(data["t_src"].shape[1])
     semantic = SemanticAlignmentLoss(Projection(clip.width, proj_dim))
     guide, direction, structure = ClipGuidanceLoss(), DirectionalClipLoss(), StructureLoss()
