@@ -65,9 +65,6 @@ class RegionPredictorConfig:
     # neighbours (an object spans several 16-px patches, and what shape it is lies in them together)
     mixer: int = 0
     mixer_kernel: int = 5
-    # a small CNN on the image itself (widths w, 2w, 4w, then the image width), pooled to the patch grid and added to
-    # the CLIP patch features before eq. 1 (0: none, the paper); the world CLIP's patches hold little of an object's shape
-    pixels: int = 0
     # the frozen scene reader's slot convolutions (width w: channels w, 2w, 3w, 4w; stride 16, so one 4w-wide feature
     # per patch), projected and added to the CLIP patch features before eq. 1 (0: none, the paper).  The world CLIP's
     # patches hold an object's colour but little of its shape, pattern or emblem (a linear probe at the object's centre
@@ -151,34 +148,6 @@ class GridMixer(nn.Module):
         return x + self.mlp(self.norm(h))
 
 
-class PixelEncoder(nn.Module):
-    """Image (B, 3, H, W) in [0, 1] -> features (B, gh * gw, dim) on the patch grid: four stride-2 convolutions (widths
-    w, 2w, 4w, dim), then average pooling to the grid, then LayerNorm; the last layer starts at zero."""
-
-    def __init__(self, dim: int, width: int, grid: tuple[int, int]) -> None:
-        super().__init__()
-        self.grid = tuple(grid)
-        w = (width, 2 * width, 4 * width)
-        self.net = nn.Sequential(
-            nn.Conv2d(3, w[0], 3, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(w[0], w[1], 3, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(w[1], w[2], 3, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(w[2], dim, 3, stride=2, padding=1),
-        )
-        self.norm = nn.LayerNorm(dim)
-        self.gate = nn.Parameter(torch.zeros(dim))
-
-    def forward(self, image: Tensor) -> Tensor:
-        side = 16 * self.grid[0]
-        if image.shape[-2:] != (side, 16 * self.grid[1]):
-            image = F.interpolate(image, size=(side, 16 * self.grid[1]), mode="bilinear", align_corners=False, antialias=True)
-        h = F.adaptive_avg_pool2d(self.net(image * 2 - 1), self.grid)  # (B, dim, gh, gw)
-        return self.norm(h.flatten(2).transpose(1, 2)) * self.gate
-
-
 class ReaderEncoder(nn.Module):
     """The scene reader's slot stack (``retouch.world.reader.SceneReader.slot``) with its BatchNorms folded into the
     convolutions: image (B, 3, H, W) in [0, 1] -> (B, gh * gw, 4 * width) on the patch grid.  Frozen: its parameters
@@ -244,7 +213,6 @@ class RegionPredictor(nn.Module):
         if cfg.upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {cfg.upsample!r}")
         self.refine = RefineHead(d, cfg.refine, cfg.refine_width) if cfg.refine else None
-        self.pixels = PixelEncoder(d, cfg.pixels, cfg.grid) if cfg.pixels else None
         self.reader = ReaderEncoder(cfg.reader, cfg.grid) if cfg.reader else None
         self.reader_proj = nn.Sequential(nn.LayerNorm(4 * cfg.reader), nn.Linear(4 * cfg.reader, d)) if cfg.reader else None
         self.mixer = nn.ModuleList(GridMixer(d, cfg.mixer_kernel, cfg.mlp_ratio) for _ in range(cfg.mixer))
@@ -267,8 +235,6 @@ class RegionPredictor(nn.Module):
         pad = pad & ~pad.all(-1, keepdim=True)  # an all-padding row would make the softmax NaN
         kv = self.text_proj(self.text_norm(tokens.to(w.dtype)))  # (B, L, d)
         q = patches.to(w.dtype)
-        if self.pixels is not None:
-            q = q + self.pixels(self._image(image, patches).to(w.dtype))
         if self.reader is not None:
             q = q + self.reader_proj(self.reader(self._image(image, patches).to(w.dtype)))  # (B, N, d)
         for block in self.mixer:  # config.mixer > 0: neighbouring patches mixed before the cross-attention
@@ -287,13 +253,13 @@ class RegionPredictor(nn.Module):
 
     @property
     def reads_image(self) -> bool:
-        """Whether ``forward`` needs the image (a refinement head or a pixel encoder)."""
-        return self.refine is not None or self.pixels is not None or self.reader is not None
+        """Whether ``forward`` needs the image (a refinement head or the reader encoder)."""
+        return self.refine is not None or self.reader is not None
 
     @staticmethod
     def _image(image: Tensor | None, patches: Tensor) -> Tensor:
         if image is None:
-            raise ValueError("this region predictor reads the image itself (config.refine / pixels / reader): pass image=")
+            raise ValueError("this region predictor reads the image itself (config.refine / reader): pass image=")
         if image.ndim != 4 or image.shape[:2] != (patches.shape[0], 3):
             raise ValueError(f"image must be (B, 3, H, W) in [0, 1] with B = {patches.shape[0]}, got {tuple(image.shape)}")
         return image
@@ -568,7 +534,6 @@ __all__ = [
     "generator_parts",
     "ClipFeatures",
     "GridMixer",
-    "PixelEncoder",
     "ReaderEncoder",
     "DEFAULT_REGION_PREDICTOR",
     "InstructionEncoder",

@@ -83,7 +83,6 @@ class RegionTrainConfig:
     refine_width: int = 32
     layers: int = 1  # the predictor's attention layers (1: eq. 1-2 as in the paper)
     mixer: int = 0  # depthwise-conv blocks over the patch grid before eq. 1 (0: none, as in the paper)
-    pixels: int = 0  # width of the predictor's own small CNN on the image, added to the patch features (0: none, the paper)
     # a scene reader folder: its frozen slot convolutions become the predictor's second image encoder (models/region.py,
     # ReaderEncoder; "": none, the paper)
     reader: str = ""
@@ -414,7 +413,6 @@ def train_region(cfg: RegionTrainConfig) -> dict:
         refine_width=cfg.refine_width,
         layers=cfg.layers,
         mixer=cfg.mixer,
-        pixels=cfg.pixels,
         reader=scene_reader.config.width if scene_reader is not None else 0,
     )
     predictor = RegionPredictor(pcfg)
