@@ -170,13 +170,14 @@ def build_cache(cfg: CaptionReaderTrainConfig, enc, tok) -> Path:
     key = {"seed": cfg.seed, "chunk": cfg.chunk, "p_template": cfg.p_template, "p_negative": cfg.p_negative}
     for k in range(n_chunks):
         path = cache / f"chunk{k:04d}.npz"
+        caps, saids = chunk_captions(cfg, k, tok)  # cheap next to encoding them
         if path.is_file():
             with np.load(path) as z:
-                if json.loads(str(z["key"])) == key:
+                # the captions themselves are compared too: a changed caption generator makes other captions
+                if json.loads(str(z["key"])) == key and z["captions"].tolist() == caps:
                     continue
-            logger.warning("%s was made with other settings; encoding it again", path)
+            logger.warning("%s was made with other settings or another caption generator; encoding it again", path)
         t0 = time.time()
-        caps, saids = chunk_captions(cfg, k, tok)
         states = encode_captions(enc, tok, caps, 128, bar=False)  # (n, 128, 384) float16
         lengths = np.array([len(tok(c).input_ids) for c in caps], np.int32)
         flat = np.concatenate([states[i, : lengths[i]] for i in range(len(caps))])
