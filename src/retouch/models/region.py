@@ -419,11 +419,7 @@ class InstructionEncoder:
     def __call__(self, texts: Sequence[str]) -> tuple[Tensor, Tensor]:
         if isinstance(texts, str):
             raise TypeError("InstructionEncoder takes a list of instructions, not a string")
-        # lengths padded to a multiple of 16: a handful of shapes, so the CPU kernels chosen for each shape are reused
-        # from one instruction to the next (a new length costs a first-call setup: 16 ms medians became 23)
-        b = self.tokenizer(
-            list(texts), padding=True, pad_to_multiple_of=16, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        b = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         h = self.encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
         m = b["attention_mask"].bool()
         return h * m[..., None], m
