@@ -145,3 +145,21 @@ def test_lists_and_empty_places_say_exactly_where_the_objects_are():
             n_neg += 1
             assert m.group(1) != m.group(2), cap
     assert n_list > 50 and n_empty > 50 and n_neg > 20
+
+
+def test_a_shared_pair_says_its_shared_values_for_both():
+    """ "two stars, both dotted and upside down: ..." says dotted and upside down of both objects (not omitted)."""
+    seen = 0
+    for k in range(3000):
+        rng = random.Random(f"pair/{k}")
+        cap, said = rc.rich_caption(random_scene(rng), rng, typos=0.0)
+        m = re.search(r"(two|a pair of) ([a-z]+), (both|each) ([^:;-]+?)(: | - |, )", cap.lower())
+        if m is None or said is None:
+            continue
+        seen += 1
+        for o in said.scene.objects:
+            assert said.omitted.get(o.slot, frozenset()) <= set(OBJECT_ATTRS)
+        if m.group(2) in rc.SHAPE_PLURAL.values():
+            shape = next(s for s, pl in rc.SHAPE_PLURAL.items() if pl == m.group(2))
+            assert sum(o.shape == shape for o in said.scene.objects) >= 2, cap
+    assert seen > 30

@@ -687,6 +687,14 @@ def rich_caption(scene: Scene, rng: random.Random, typos: float = 0.08) -> tuple
                 placed.add(o.slot)
             clauses.append(_object_clause(o, omit[o.slot], place, rng))
             named.append(o)
+        # two objects named back to back and placed may share what they have in common up front
+        # ("two stars, both dotted and upside down: a red one top left and a blue one bottom right")
+        pairs = [i for i in range(len(objs) - 1) if {objs[i].slot, objs[i + 1].slot} <= placed]
+        if pairs and rng.random() < 0.2:
+            i = rng.choice(pairs)
+            grouped = _shared_pair(objs[i], objs[i + 1], omit, rng)
+            if grouped is not None:
+                clauses[i : i + 2] = [grouped]
         body = clauses[0]
         for cl in clauses[1:]:
             body += rng.choice(JOINS) + cl
@@ -785,6 +793,27 @@ def _rows_body(objs: list[WorldObject], omit: dict[int, set[str]], rng: random.R
     for p in parts[1:]:
         body += rng.choice(("; ", ". ", ", and "))[0:] + p
     return body, [a, b, *others]
+
+
+def _shared_pair(a: WorldObject, b: WorldObject, omit: dict[int, set[str]], rng: random.Random) -> str | None:
+    """Two placed objects as one phrase, what they share said once for both; None when they share nothing said."""
+    said = [k for k in ("size", "color", "pattern", "pose", "emblem") if k not in omit[a.slot] | omit[b.slot]]
+    shared = [k for k in said if getattr(a, k) == getattr(b, k)]
+    if not shared:
+        return None
+    words = {"size": SIZE_WORDS, "color": COLOR_WORDS, "pattern": PATTERN_ADJ, "pose": POSE_WORDS}
+    bits = [
+        _emblem(a, rng) if k == "emblem" else rng.choice([w for w in words[k][getattr(a, k)] if not w.startswith("not ")]) for k in shared
+    ]
+    same_shape = a.shape == b.shape and "shape" not in omit[a.slot] | omit[b.slot]
+    noun = SHAPE_PLURAL[a.shape] if same_shape else rng.choice(THING_WORDS) + "s"
+    head = f"{rng.choice(('two', 'a pair of', 'two'))} {noun}, {rng.choice(('both', 'each'))} " + " and ".join(bits)
+    hide = set(shared) | ({"shape"} if same_shape else set())
+    one = [_object_clause(o, omit[o.slot] | hide, _place(o.slot, rng), rng) for o in (a, b)]
+    if same_shape:  # "a red one" rather than "a red thing" when the shape was said for both
+        one = [re.sub(r"\b(" + "|".join(THING_WORDS) + r")\b", "one", c, count=1) for c in one]
+        one = [re.sub(r"^an? one\b", "one", c) for c in one]
+    return head + rng.choice((": ", " - ", ", ")) + one[0] + rng.choice((" and ", ", and ", "; ")) + one[1]
 
 
 def _with_empty(body: str, empty: list[int], only: bool, rng: random.Random) -> str:
