@@ -50,7 +50,7 @@ def test_said_values_are_in_the_words():
 def test_unplaced_objects_take_reading_order():
     # captions that name no place at all put the named objects in places 0, 1, ... in the order they are named
     places = [w for ws in rc.PLACE_WORDS.values() for w in ws] + ["top", "bottom", "left", "right", "above", "below", "under", "beneath"]
-    places += ["opposite", "diagonal", "beside", "over"] + [n for ns in rc.LIST_ORDERS.values() for n in ns]
+    places += ["opposite", "diagonal", "beside", "over"]
     seen = 0
     for cap, said in _samples(1500, seed=3):
         if said is None or any(re.search(r"\b" + re.escape(p) + r"\b", cap.lower()) for p in places):
@@ -121,45 +121,3 @@ def test_generator_is_deterministic_in_its_rng():
     a = [rc.rich_caption(random_scene(random.Random(k)), random.Random(k))[0] for k in range(20)]
     b = [rc.rich_caption(random_scene(random.Random(k)), random.Random(k))[0] for k in range(20)]
     assert a == b and len(set(a)) == 20
-
-
-def test_lists_and_empty_places_say_exactly_where_the_objects_are():
-    """A caption that lists the four places in order, or says which places are empty, puts every object in its own
-    place (no reading-order default is needed), and a denied value is never the one said."""
-    leads = [n for ns in rc.LIST_ORDERS.values() for n in ns]
-    empties = re.compile(
-        r"is empty|are empty|holds nothing|nothing (in|at) the|: nothing|: empty|left blank|no object at|is filled|empty place|empty$"
-    )
-    n_list = n_empty = n_neg = 0
-    for k in range(3000):
-        rng = random.Random(f"said/{k}")
-        scene = random_scene(rng)
-        cap, said = rc.rich_caption(scene, rng, typos=0.0)
-        low = cap.lower().rstrip(".!")
-        is_list = any(lead in low for lead in leads)
-        if is_list or empties.search(low):
-            n_list += is_list
-            n_empty += not is_list
-            assert sorted(o.slot for o in said.scene.objects) == sorted(o.slot for o in scene.objects), cap
-        for m in re.finditer(r"\bnot ([a-z-]+) but ([a-z-]+)", low):
-            n_neg += 1
-            assert m.group(1) != m.group(2), cap
-    assert n_list > 50 and n_empty > 50 and n_neg > 20
-
-
-def test_a_shared_pair_says_its_shared_values_for_both():
-    """ "two stars, both dotted and upside down: ..." says dotted and upside down of both objects (not omitted)."""
-    seen = 0
-    for k in range(3000):
-        rng = random.Random(f"pair/{k}")
-        cap, said = rc.rich_caption(random_scene(rng), rng, typos=0.0)
-        m = re.search(r"(two|a pair of) ([a-z]+), (both|each) ([^:;-]+?)(: | - |, )", cap.lower())
-        if m is None or said is None:
-            continue
-        seen += 1
-        for o in said.scene.objects:
-            assert said.omitted.get(o.slot, frozenset()) <= set(OBJECT_ATTRS)
-        if m.group(2) in rc.SHAPE_PLURAL.values():
-            shape = next(s for s, pl in rc.SHAPE_PLURAL.items() if pl == m.group(2))
-            assert sum(o.shape == shape for o in said.scene.objects) >= 2, cap
-    assert seen > 30

@@ -344,35 +344,6 @@ RELATIVE = {
     (1, -1): ("diagonally across from {r}", "diagonally opposite {r}", "in the corner opposite {r}"),
     (-1, -1): ("diagonally across from {r}", "diagonally opposite {r}", "in the corner opposite {r}"),
 }
-# a place said to hold nothing ("{p}": a place phrase); places by elimination ("only the top right is empty")
-EMPTY_ONE = (
-    "the {p} is empty",
-    "nothing in the {p}",
-    "{P}: nothing",
-    "the {p} is left blank",
-    "no object at the {p}",
-    "the {p} holds nothing",
-    "there is nothing at the {p}",
-    "{P} empty",
-)
-EMPTY_MANY = ("the {p} and the {q} are empty", "nothing at the {p} or the {q}", "{P} and {q}: empty", "the {p} and {q} are left blank")
-EMPTY_ONLY = ("only the {p} is empty", "everything but the {p} is filled", "the only empty place is the {p}")
-# the four places listed in an order, one item each ("nothing" for an empty one)
-LIST_ORDERS = {
-    (0, 1, 2, 3): ("row by row from the top left", "from the top left, row by row", "left to right, top row first", "in reading order"),
-    (0, 2, 1, 3): ("column by column from the top left", "down each column, left column first", "top to bottom, left column first"),
-    (0, 1, 3, 2): ("going round from the top left", "around the picture starting at the top left", "round the corners from the top left"),
-}
-LIST_EMPTY = ("nothing", "empty", "an empty spot", "a blank space", "no object")
-# a said value with another denied ("{v}": the value's word, "{w}", "{x}": other values' words)
-NEGATION_FORMS = (
-    "{v}, not {w}",
-    "not {w} but {v}",
-    "{v} rather than {w}",
-    "neither {w} nor {x} but {v}",
-    "{v} (not {w})",
-    "{v} and not {w}",
-)
 NUMBER_WORDS = {
     1: ("one", "a single", "1", "just one"),
     2: ("two", "a pair of", "2", "two"),
@@ -459,15 +430,6 @@ def _a(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou8" else "a ") + phrase
 
 
-def _negated(words: dict[str, tuple[str, ...]], value: str, rng: random.Random) -> str:
-    """The value said with one or two other values denied: "dotted, not striped", "neither red nor blue but green"."""
-    plain = lambda ws: [w for w in ws if not w.startswith("not ")]  # noqa: E731 ("not not rotated" says nothing)
-    others = rng.sample([k for k in words if k != value], 2)
-    return rng.choice(NEGATION_FORMS).format(
-        v=rng.choice(plain(words[value])), w=rng.choice(plain(words[others[0]])), x=rng.choice(plain(words[others[1]]))
-    )
-
-
 def _obj_noun(o: WorldObject, omit: set[str], rng: random.Random) -> str:
     """The noun phrase (no article): prenominal adjectives in some order, then the noun, then post-modifiers."""
     c = rng.choice
@@ -484,14 +446,6 @@ def _obj_noun(o: WorldObject, omit: set[str], rng: random.Random) -> str:
             pre.append(("pattern", c(PATTERN_ADJ[o.pattern])))
         else:
             post.append(("pattern", c(PATTERN_POST[o.pattern])))
-    negated = None
-    if rng.random() < 0.1:
-        kinds = [kw for kw in pre + post if kw[0] in ("color", "pattern", "size")]
-        if kinds:
-            kind = rng.choice(kinds)[0]
-            pre, post = [kw for kw in pre if kw[0] != kind], [kw for kw in post if kw[0] != kind]
-            table = {"color": COLOR_WORDS, "pattern": PATTERN_ADJ, "size": SIZE_WORDS}[kind]
-            negated = _negated(table, getattr(o, kind), rng)
     pre_words = list(pre)
     order = rng.random()
     if order < 0.6:  # English order: size colour pattern
@@ -511,8 +465,6 @@ def _obj_noun(o: WorldObject, omit: set[str], rng: random.Random) -> str:
     text = " ".join(words)
     if post_words:
         text += " " + " ".join(post_words)
-    if negated:
-        text += ", " + negated
     return text
 
 
@@ -521,7 +473,7 @@ def _emblem(o: WorldObject, rng: random.Random) -> str:
 
 
 def _pose(o: WorldObject, rng: random.Random) -> str:
-    return _negated(POSE_WORDS, o.pose, rng) if rng.random() < 0.06 else rng.choice(POSE_WORDS[o.pose])
+    return rng.choice(POSE_WORDS[o.pose])
 
 
 def _place(slot: int, rng: random.Random) -> str:
@@ -639,8 +591,7 @@ def rich_caption(scene: Scene, rng: random.Random, typos: float = 0.08) -> tuple
     mode = rng.choices(("full", "partial", "short"), weights=(0.45, 0.35, 0.2))[0]
     omit = {o.slot: _omissions(rng, mode) for o in objs}
     # how places are given: "abs" absolute, "rel" some relative to an earlier object, "none", "some" (mixed), "rows"
-    # "list": the four places in a stated order, one item each ("row by row from the top left: A, nothing, B, C")
-    placing = rng.choices(("abs", "rel", "none", "some", "rows", "list"), weights=(0.33, 0.18, 0.2, 0.1, 0.12, 0.07))[0]
+    placing = rng.choices(("abs", "rel", "none", "some", "rows"), weights=(0.35, 0.2, 0.2, 0.1, 0.15))[0]
     if len(objs) == 1 and placing in ("rel", "rows"):
         placing = "abs"
     scene_omit = set()
@@ -649,11 +600,7 @@ def rich_caption(scene: Scene, rng: random.Random, typos: float = 0.08) -> tuple
     if rng.random() < 0.08:
         scene_omit.add("background")
 
-    empty: set[int] = set()  # places the words say are empty
-    if placing == "list":
-        body, order = _list_body(objs, omit, rng)
-        placed = {o.slot for o in objs}
-    elif placing == "rows" and _rows_ok(objs):
+    if placing == "rows" and _rows_ok(objs):
         body, order = _rows_body(objs, omit, rng)
         placed = {o.slot for o in objs}
     else:
@@ -687,26 +634,12 @@ def rich_caption(scene: Scene, rng: random.Random, typos: float = 0.08) -> tuple
                 placed.add(o.slot)
             clauses.append(_object_clause(o, omit[o.slot], place, rng))
             named.append(o)
-        # two objects named back to back and placed may share what they have in common up front
-        # ("two stars, both dotted and upside down: a red one top left and a blue one bottom right")
-        pairs = [i for i in range(len(objs) - 1) if {objs[i].slot, objs[i + 1].slot} <= placed]
-        if pairs and rng.random() < 0.2:
-            i = rng.choice(pairs)
-            grouped = _shared_pair(objs[i], objs[i + 1], omit, rng)
-            if grouped is not None:
-                clauses[i : i + 2] = [grouped]
         body = clauses[0]
         for cl in clauses[1:]:
             body += rng.choice(JOINS) + cl
         order = objs
-    # places said to be empty: with no place given, they leave the objects exactly the other places (elimination);
-    # with places given, they repeat what the places already say
-    holes = [s for s in range(N_SLOTS) if s not in {o.slot for o in objs}]
-    if holes and placing in ("none", "abs") and rng.random() < (0.35 if placing == "none" else 0.1):
-        empty = set(holes) if placing == "none" or rng.random() < 0.6 else {rng.choice(holes)}
-        body = _with_empty(body, sorted(empty), len(holes) == 1 and len(empty) == 1, rng)
     # re-slot the objects the words give no place: the first free places in reading order, in order of mention
-    free = iter(s for s in range(N_SLOTS) if s not in placed and s not in empty)
+    free = iter(s for s in range(N_SLOTS) if s not in placed)
     new_objs, new_omit = [], {}
     for o in order:
         slot = o.slot if o.slot in placed else next(free)
@@ -793,53 +726,6 @@ def _rows_body(objs: list[WorldObject], omit: dict[int, set[str]], rng: random.R
     for p in parts[1:]:
         body += rng.choice(("; ", ". ", ", and "))[0:] + p
     return body, [a, b, *others]
-
-
-def _shared_pair(a: WorldObject, b: WorldObject, omit: dict[int, set[str]], rng: random.Random) -> str | None:
-    """Two placed objects as one phrase, what they share said once for both; None when they share nothing said."""
-    said = [k for k in ("size", "color", "pattern", "pose", "emblem") if k not in omit[a.slot] | omit[b.slot]]
-    shared = [k for k in said if getattr(a, k) == getattr(b, k)]
-    if not shared:
-        return None
-    words = {"size": SIZE_WORDS, "color": COLOR_WORDS, "pattern": PATTERN_ADJ, "pose": POSE_WORDS}
-    bits = [
-        _emblem(a, rng) if k == "emblem" else rng.choice([w for w in words[k][getattr(a, k)] if not w.startswith("not ")]) for k in shared
-    ]
-    same_shape = a.shape == b.shape and "shape" not in omit[a.slot] | omit[b.slot]
-    noun = SHAPE_PLURAL[a.shape] if same_shape else rng.choice(THING_WORDS) + "s"
-    head = f"{rng.choice(('two', 'a pair of', 'two'))} {noun}, {rng.choice(('both', 'each'))} " + " and ".join(bits)
-    hide = set(shared) | ({"shape"} if same_shape else set())
-    one = [_object_clause(o, omit[o.slot] | hide, _place(o.slot, rng), rng) for o in (a, b)]
-    if same_shape:  # "a red one" rather than "a red thing" when the shape was said for both
-        one = [re.sub(r"\b(" + "|".join(THING_WORDS) + r")\b", "one", c, count=1) for c in one]
-        one = [re.sub(r"^an? one\b", "one", c) for c in one]
-    return head + rng.choice((": ", " - ", ", ")) + one[0] + rng.choice((" and ", ", and ", "; ")) + one[1]
-
-
-def _with_empty(body: str, empty: list[int], only: bool, rng: random.Random) -> str:
-    """``body`` with a sentence saying the places ``empty`` hold nothing (before or after it)."""
-    p = [rng.choice(PLACE_WORDS[s]) for s in empty]
-    if len(p) == 1:
-        forms = EMPTY_ONLY + EMPTY_ONE if only and rng.random() < 0.5 else EMPTY_ONE
-        said = rng.choice(forms).format(p=p[0], P=p[0][0].upper() + p[0][1:])
-    else:
-        head = ", ".join(p[:-2] + [p[-2]])
-        said = rng.choice(EMPTY_MANY).format(p=head, q=p[-1], P=head[0].upper() + head[1:])
-    return f"{said}; {body}" if rng.random() < 0.3 else body + rng.choice(("; ", ". ", ", and ", ", while ")) + said
-
-
-def _list_body(objs: list[WorldObject], omit: dict[int, set[str]], rng: random.Random) -> tuple[str, list[WorldObject]]:
-    """The four places in a stated order, one item each: an object, or nothing (trailing empties may go unsaid)."""
-    order, names = rng.choice(list(LIST_ORDERS.items()))
-    at = {o.slot: o for o in objs}
-    items = [_object_clause(at[s], omit[s], None, rng) if s in at else rng.choice(LIST_EMPTY) for s in order]
-    last = max(i for i, s in enumerate(order) if s in at)
-    if last < len(order) - 1 and rng.random() < 0.5:
-        items = items[: last + 1]
-    sep = rng.choice(("; ", ", then ", " / ", "; then "))
-    lead = rng.choice(names)
-    body = f"{lead}: " + sep.join(items) if rng.random() < 0.7 else sep.join(items) + f" ({lead})"
-    return body, [at[s] for s in order if s in at]
 
 
 def negative_caption(rng: random.Random) -> str:
