@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(args.predictor) if args.predictor else DEFAULT_REGION_PREDICTOR
             predictor = RegionPredictor.from_pretrained(folder)
         clip = ClipFeatures.load(Path(args.clip) if args.clip else resolve_clip(predictor.config.clip, folder))
-        instructions = InstructionEncoder()
+        instructions = InstructionEncoder(layers=predictor.config.text_layers)
     th = args.threshold if args.threshold is not None else (predictor.config.threshold if predictor else None)
     mode = args.upsample or (predictor.upsample_mode if predictor else "nearest")
     rows, ms = [], []

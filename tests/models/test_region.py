@@ -174,3 +174,25 @@ def test_the_reader_encoder_is_the_scene_reader_with_batchnorm_folded_and_stays_
     assert torch.allclose(again.reader(img), want, atol=0.05)  # fp16 weights on disk
     with pytest.raises(ValueError, match="does not match"):
         RegionPredictor(RegionPredictorConfig(image_dim=32, text_dim=24, grid=(4, 4), heads=2, reader=8)).reader.load_scene_reader(reader)
+
+
+def test_first_layers_runs_a_prefix_of_the_encoder_and_leaves_the_encoder_whole():
+    from transformers import BertConfig, BertModel
+
+    from retouch.models.region import first_layers
+
+    torch.manual_seed(0)
+    full = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)).eval()
+    two = first_layers(full, 2)
+    assert len(two.encoder.layer) == 2 and len(full.encoder.layer) == 3 and full.config.num_hidden_layers == 3
+    assert two.encoder.layer[0] is full.encoder.layer[0]  # shared weights, not a copy
+    ref = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32))
+    ref.load_state_dict({k: v for k, v in full.state_dict().items() if ".layer.2." not in k}, strict=False)
+    ids = torch.randint(0, 50, (2, 7))
+    with torch.no_grad():
+        assert torch.allclose(two(input_ids=ids).last_hidden_state, ref.eval()(input_ids=ids).last_hidden_state, atol=1e-5)
+        assert not torch.allclose(two(input_ids=ids).last_hidden_state, full(input_ids=ids).last_hidden_state, atol=1e-3)
+    with pytest.raises(ValueError, match="between 1 and 3"):
+        first_layers(full, 4)
+    with pytest.raises(ValueError, match="BERT-style"):
+        first_layers(torch.nn.Linear(2, 2), 1)

@@ -229,3 +229,22 @@ def test_a_run_with_the_generator_difference_and_a_refined_map_trains_scores_and
     train_region(cfg)  # resumes from step 2 with the cached features and pseudo-masks
     assert len(json.loads((out / "history.json").read_text())) == 1
     assert [c["step"] for c in json.loads((out / "curve.json").read_text())] == [2, 3]
+    # a shallower instruction encoder and bfloat16 pseudo-masks: the cache is completed, not rebuilt
+    import shutil
+
+    from retouch.models.region import InstructionEncoder
+
+    shallow = tmp_path / "shallow"
+    shallow.mkdir()
+    shutil.copy(out / "features.pt", shallow / "features.pt")
+    cfg.out, cfg.steps, cfg.curve_every, cfg.text_layers, cfg.gen_bf16 = str(shallow), 1, 0, 1, True
+    train_region(cfg)
+    again = torch.load(shallow / "features.pt", weights_only=True)
+    assert again["text_layers"] == 1 and again["pseudo_settings"]["bf16"] is True
+    assert torch.equal(again["images"], data["images"])  # the renders and CLIP features were kept
+    one, mask = InstructionEncoder(layers=1)(again["instructions"][:2])
+    assert torch.allclose(again["tokens"][:2, : one.shape[1]].float(), one, atol=2e-2)
+    assert not torch.allclose(again["tokens"].float(), data["tokens"].float(), atol=1e-2)
+    inter = (again["pseudo"] & data["pseudo"]).sum().item()
+    assert inter / max((again["pseudo"] | data["pseudo"]).sum().item(), 1) > 0.9  # bf16 draws nearly the same masks
+    assert RegionPredictor.from_pretrained(shallow).config.text_layers == 1

@@ -89,7 +89,7 @@ class RegionEdit(Method):
                 f"the CLIP's patch features ({self.clip.grid[0]}x{self.clip.grid[1]} x {self.clip.width}) do not fit the region "
                 f"predictor in {folder} (grid {tuple(self.predictor.config.grid)}, width {self.predictor.config.image_dim})"
             )
-        self.instructions = InstructionEncoder()
+        self.instructions = InstructionEncoder(layers=self.predictor.config.text_layers)
         if self.instructions.width != self.predictor.config.text_dim:
             raise ValueError(
                 f"the instruction encoder is {self.instructions.width} wide; the predictor reads {self.predictor.config.text_dim}"

@@ -76,6 +76,7 @@ class RegionTrainConfig:
     gen_dilate: int = 4  # dilation of the pseudo-mask, pixels at 128 px
     gen_disc: bool = True  # a changed object is taken whole as the disc around its drawn pixels (else its pixels)
     gen_dice: float = 1.0  # weight of the soft dice term beside the BCE
+    gen_bf16: bool = False  # draw the pseudo-masks' drafts under bfloat16 autocast (2x faster on a CPU with bf16 units)
     heads: int = 4
     threshold: float = 0.5
     upsample: str = "nearest"  # the predictor's grid -> image resize ("bilinear": rounded edges; models/region.py)
@@ -86,6 +87,7 @@ class RegionTrainConfig:
     # a scene reader folder: its frozen slot convolutions become the predictor's second image encoder (models/region.py,
     # ReaderEncoder; "": none, the paper)
     reader: str = ""
+    text_layers: int = 0  # the instruction encoder's first layers the predictor reads (0: all; models/region.py)
     ckpt_every: int = 100
     curve_every: int = 0  # every this many steps: a predictor snapshot (snapshots/) and curve_n held-out cases scored (curve.json)
     curve_n: int = 140
@@ -262,10 +264,23 @@ def build_features(cfg: RegionTrainConfig, clip, instructions, backbone, callbac
     out["tokens"] = torch.cat([F.pad(t, (0, 0, 0, length - t.shape[1])) for t in tokens])
     out["token_mask"] = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in tmasks])
     out["instructions"], out["source_captions"], out["target_captions"] = instrs, src_caps, tgt_caps
-    out["settings"] = cache_settings(cfg)
+    out["settings"], out["text_layers"] = cache_settings(cfg), cfg.text_layers
     if cfg.w_clip > 0:
         add_latents(out, backbone)
     return out
+
+
+def encode_instructions(data: dict, instructions, text_layers: int) -> None:
+    """The instructions' token states and mask again, by an encoder reading ``text_layers`` layers (0: all)."""
+    tokens, tmasks = [], []
+    for i in range(0, len(data["instructions"]), 64):
+        t, m = instructions(data["instructions"][i : i + 64])
+        tokens.append(t.half())
+        tmasks.append(m)
+    length = max(t.shape[1] for t in tokens)
+    data["tokens"] = torch.cat([F.pad(t, (0, 0, 0, length - t.shape[1])) for t in tokens])
+    data["token_mask"] = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in tmasks])
+    data["text_layers"] = text_layers
 
 
 def add_latents(data: dict, backbone) -> None:
@@ -276,7 +291,8 @@ def add_latents(data: dict, backbone) -> None:
 
 
 def pseudo_settings(cfg: RegionTrainConfig) -> dict:
-    return {"tau": cfg.gen_tau, "dilate": cfg.gen_dilate, "disc": cfg.gen_disc}
+    st = {"tau": cfg.gen_tau, "dilate": cfg.gen_dilate, "disc": cfg.gen_disc}
+    return st | {"bf16": True} if cfg.gen_bf16 else st  # (caches made in fp32 carry no bf16 key)
 
 
 def add_pseudo_masks(data: dict, cfg: RegionTrainConfig, backbone, batch: int = 64) -> None:
@@ -349,6 +365,9 @@ def load_features(cfg: RegionTrainConfig, out: Path, clip, instructions, bb) -> 
         t0 = time.perf_counter()
         data = build_features(cfg, clip, instructions, bb)
         logger.info("cached the frozen features of %d images in %.1fs", cfg.n_images, time.perf_counter() - t0)
+    if data.get("text_layers", 0) != cfg.text_layers:  # the instructions read by another depth of the text encoder
+        encode_instructions(data, instructions, cfg.text_layers)
+        changed = True
     if cfg.w_clip > 0 and "latents" not in data:
         add_latents(data, bb)
         changed = True
@@ -388,7 +407,7 @@ def train_region(cfg: RegionTrainConfig) -> dict:
 
     out = start_run(cfg)
     clip = ClipFeatures.load(cfg.clip)
-    instructions = InstructionEncoder()
+    instructions = InstructionEncoder(layers=cfg.text_layers)
     bb = load_backbone(cfg.model or str(DEFAULT_MODEL))
     for mod in (bb.denoiser, bb.autoencoder, *bb.text_encoders):
         mod.requires_grad_(False)
@@ -414,6 +433,7 @@ def train_region(cfg: RegionTrainConfig) -> dict:
         layers=cfg.layers,
         mixer=cfg.mixer,
         reader=scene_reader.config.width if scene_reader is not None else 0,
+        text_layers=cfg.text_layers,
     )
     predictor = RegionPredictor(pcfg)
     if scene_reader is not None:
