@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--samples", nargs="*", type=int, default=[None], help="fills averaged per case for each --model row (default: the model's own)"
     )
+    p.add_argument(
+        "--blend",
+        nargs="*",
+        type=float,
+        default=[None],
+        help="seam blend lengths, pixels, for each --model row (default: the crop's side / 16; 0: off)",
+    )
     p.add_argument("--limit", type=int, default=None, help="score the first K cases only")
     p.add_argument("--no-reference", action="store_true", help="skip the identity and oracle rows")
     p.add_argument("--photos", action="store_true", help="the real-photo check instead of a suite")
@@ -77,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         label = label or Path(path).name
         for steps in a.steps:
             for k in a.samples:
-                opts = {"backend": "diffusion", "model": path, "steps": steps} | ({} if k is None else {"samples": k})
-                rows.append((f"{a.task}-{label}-{steps}" + ("" if k is None else f"x{k}"), a.task, opts))
+                for blend in a.blend:
+                    opts = {"backend": "diffusion", "model": path, "steps": steps} | ({} if k is None else {"samples": k})
+                    opts |= {} if blend is None else {"blend": blend}
+                    name = f"{a.task}-{label}-{steps}" + ("" if k is None else f"x{k}") + ("" if blend is None else f"-blend{blend:g}")
+                    rows.append((name, a.task, opts))
     summaries = []
     for name, method, options in rows:
         cfg = FillBenchConfig(str(suite), method, options=options, json_out=str(out / f"{name}.json"), limit=a.limit, label=name)

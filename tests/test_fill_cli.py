@@ -96,6 +96,7 @@ def test_outpaint_cli(files, tmp_path):
         (["outpaint", "{d}/in.png", "-o", "{t}/o.png"], "nothing to outpaint"),
         (["outpaint", "{d}/in.png", "--top", "-4", "-o", "{t}/o.png"], "--top must be a whole number"),
         (["erase", "{d}/in.png", "--mask", "{d}/m.png", "-o", "{t}/o.png", "--crop-size", "4"], "crop_size must be at least 8"),
+        (["erase", "{d}/in.png", "--mask", "{d}/m.png", "-o", "{t}/o.png", "--blend", "4"], "backend 'telea' fills from them already"),
     ],
 )
 def test_errors_exit_2_naming_the_problem(files, tmp_path, capsys, argv, message):

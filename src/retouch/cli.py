@@ -343,6 +343,7 @@ def _fill_options(a: argparse.Namespace) -> dict:
         ("steps", a.steps),
         ("guidance", a.guidance),
         ("samples", a.samples),
+        ("blend", a.blend),
         ("margin", a.margin),
         ("crop_size", a.crop_size),
     )
@@ -631,6 +632,12 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument("--seed", type=int, default=0, help="diffusion: noise seed")
         fp.add_argument(
             "--samples", type=int, default=None, help="diffusion: fills averaged per crop (default: the model's own for erase, else 1)"
+        )
+        fp.add_argument(
+            "--blend",
+            type=float,
+            default=None,
+            help="diffusion: match the fill's colour to its surroundings, fading over PX pixels (default: the crop's side / 16; 0: off)",
         )
         fp.add_argument("--margin", type=int, default=None, help="context pixels around each mask region in its crop (default 64)")
         fp.add_argument(

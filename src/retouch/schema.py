@@ -122,6 +122,7 @@ FILL_BACKENDS = ("telea", "ns", "biharmonic", "diffusion")  # retouch.methods.fi
 CLASSIC_FILL_BACKENDS = ("telea", "ns", "biharmonic")
 MAX_FILL_STEPS = 100  # as GenerateRequest.steps
 MAX_FILL_SAMPLES = 16  # fills averaged per crop: run as one batch, so memory grows with it
+MAX_FILL_BLEND = 256.0  # pixels: the seam blend's fade length (retouch.methods.fill.seam_blend)
 MAX_OUTPAINT_SIDE = 4096  # pixels added on one side at most (the canvas itself: retouch.methods.inpaint.MAX_CANVAS)
 
 
@@ -160,6 +161,13 @@ class FillRequest(BaseModel):
     samples: int | None = Field(
         default=None, ge=1, le=MAX_FILL_SAMPLES, description="diffusion: fills averaged per crop (default: the model's own for erase)"
     )
+    blend: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_FILL_BLEND,
+        description="diffusion: match the fill's colour to its surroundings, fading over this many pixels of the crop "
+        "(default: its side / 16; 0: off)",
+    )
 
     @field_validator("backend")
     @classmethod
@@ -187,6 +195,8 @@ class FillRequest(BaseModel):
             raise FieldError("model", "the diffusion backend needs a model: a diffusion inpainting model (GET /v1/models?task=...)")
         if self.samples not in (None, 1) and self.backend_name != "diffusion":
             raise FieldError("samples", f"samples averages diffusion fills; backend {self.backend_name!r} is deterministic and takes none")
+        if self.blend is not None and self.backend_name != "diffusion":
+            raise FieldError("blend", f"blend matches a diffusion fill to its surroundings; backend {self.backend_name!r} takes none")
         self._check_prompt()
         return self
 

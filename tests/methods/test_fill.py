@@ -159,3 +159,46 @@ def test_outpaint_pixel_counts_are_checked():
         extend_canvas(img, left=-3)
     with pytest.raises(ValueError, match="at most 4096"):
         retouch.outpaint(img, right=5000)
+
+
+def _offset_fill(shape=(96, 96), offset=(24.0, -16.0, 8.0), seed=0):
+    """A flat field, a disc mask, and a "fill" that is the field off by a constant colour: the seam a decoder leaves."""
+    rng = np.random.default_rng(seed)
+    image = np.full((*shape, 3), (90, 140, 60), np.uint8)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    mask = (yy - shape[0] // 2) ** 2 + (xx - shape[1] // 2) ** 2 <= 30**2
+    fill = image.astype(np.float32) + np.asarray(offset, np.float32) + rng.normal(0, 1, (*shape, 3)).astype(np.float32)
+    return image, mask, fill
+
+
+def test_seam_blend_matches_the_border_and_fades_inwards():
+    from retouch.methods.fill import seam_blend
+
+    image, mask, fill = _offset_fill()
+    err = lambda out, where: float(np.abs(out[where] - image[where].astype(np.float32)).mean())  # noqa: E731
+    border = mask & ~np.pad(mask, 1)[2:, 1:-1] | mask & ~np.pad(mask, 1)[:-2, 1:-1]  # mask pixels with an unmasked neighbour
+    centre = np.zeros_like(mask)
+    centre[46:50, 46:50] = True
+    before = err(fill, mask)
+    short, long_ = seam_blend(fill, image, mask, 3.0), seam_blend(fill, image, mask, 200.0)
+    # outside the mask nothing is touched
+    assert np.array_equal(short[~mask], fill[~mask]) and np.array_equal(long_[~mask], fill[~mask])
+    # at the border both remove most of the offset; a short fade leaves the middle as it was, a long one corrects it too
+    assert err(short, border) < 0.35 * err(fill, border) and err(long_, border) < 0.35 * err(fill, border)
+    assert err(short, centre) > 0.8 * err(fill, centre)
+    assert err(long_, centre) < 0.25 * err(fill, centre) and err(long_, mask) < 0.3 * before
+
+
+def test_seam_blend_on_a_coarse_grid_agrees_with_the_full_solve():
+    from retouch.methods.fill import seam_blend
+
+    image, mask, fill = _offset_fill((160, 160))
+    full = seam_blend(fill, image, mask, 12.0)
+    coarse = seam_blend(fill, image, mask, 12.0, max_unknowns=mask.sum() // 9)  # solved at a third of the size
+    assert np.array_equal(coarse[~mask], fill[~mask])
+    assert np.abs(coarse[mask] - full[mask]).mean() < 2.0
+
+
+def test_blend_is_refused_by_the_classic_backends():
+    with pytest.raises(ValueError, match="blend"):
+        get_method("erase", backend="telea", blend=4.0)

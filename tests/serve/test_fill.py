@@ -71,7 +71,9 @@ def test_fill_routes_are_served_beside_edit(server):
         assert {"/v1/edit", "/v1/inpaint", "/v1/erase", "/v1/outpaint"} <= set(paths)
         form = c.get("/openapi.json").json()["components"]["schemas"]
         outpaint_form = next(v for k, v in form.items() if "outpaint" in k)["properties"]
-        assert {"image", "left", "right", "top", "bottom", "prompt", "backend", "model", "steps", "seed", "samples"} == set(outpaint_form)
+        assert {"image", "left", "right", "top", "bottom", "prompt", "backend", "model", "steps", "seed", "samples", "blend"} == set(
+            outpaint_form
+        )
         methods = {m["name"]: m for m in c.get("/v1/methods").json()}
         assert methods["erase"]["task"] == "erase" and methods["inpaint"]["task"] == "inpaint" and methods["outpaint"]["task"] == "outpaint"
         # edit models and fill models are apart: the fill list never holds the edit model, and the edit list is unchanged
@@ -165,6 +167,8 @@ def test_fill_errors_name_the_field(fills, limits):
         assert_problem(fill(c, "/v1/erase", img, {"seed": "-1"}, mask=mask), 422, "seed")
         assert_problem(fill(c, "/v1/erase", img, {"samples": "4"}, mask=mask), 422, "samples", "deterministic")
         assert_problem(fill(c, "/v1/erase", img, {"model": MODEL, "samples": "0"}, mask=mask), 422, "samples")
+        assert_problem(fill(c, "/v1/erase", img, {"blend": "4"}, mask=mask), 422, "blend", "takes none")
+        assert_problem(fill(c, "/v1/erase", img, {"model": MODEL, "blend": "-1"}, mask=mask), 422, "blend")
         # inpaint: a prompt is required (also with a model), and it needs a diffusion model
         assert_problem(fill(c, "/v1/inpaint", img, {"model": MODEL}, mask=mask), 422, "prompt", "needs a prompt")
         assert_problem(fill(c, "/v1/inpaint", img, {"model": MODEL, "prompt": "   "}, mask=mask), 422, "prompt", "needs a prompt")

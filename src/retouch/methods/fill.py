@@ -117,6 +117,7 @@ class ModelFill(FillBackend):
         working_size: int | None = None,
         negative_prompt: str | None = None,
         samples: int | None = None,
+        blend: float | None = None,
     ) -> None:
         import json
 
@@ -127,6 +128,8 @@ class ModelFill(FillBackend):
             raise ValueError(f"steps must be at least 1, got {steps}")
         if samples is not None and not 1 <= samples <= MAX_SAMPLES:
             raise ValueError(f"samples must be between 1 and {MAX_SAMPLES}, got {samples}")
+        if blend is not None and not 0 <= blend <= MAX_BLEND:
+            raise ValueError(f"blend must be between 0 and {MAX_BLEND} pixels, got {blend}")
         try:
             self.backbone = load_backbone(path, device=device)
         except (OSError, ValueError, TypeError, KeyError) as e:
@@ -146,6 +149,7 @@ class ModelFill(FillBackend):
         self.samples = samples if samples is not None else own_samples
         self.working_size = working_size or self.backbone.default_size
         self.multiple = max(8, self.backbone.vae_factor)
+        self.blend = blend  # None: a sixteenth of the crop's shorter side (8 px at the Shapes model's 128)
         self._composer = None
         if own:
             from ..world.fill_prompt import SceneFillPrompt
@@ -202,9 +206,77 @@ class ModelFill(FillBackend):
                 uncond = uncond.repeat(k) if uncond is not None else None
             z = sample_ddim(bb.denoiser, noise, ts, cond, guidance=guidance, uncond=uncond, callback=on_step, concat=concat)
             images = bb.decode_latents(z)  # (K, H, W, 3) uint8
-            if k == 1:
-                return images[0]
-            return np.round(np.mean(images.astype(np.float32), axis=0)).astype(np.uint8)
+        fill = images[0].astype(np.float32) if k == 1 else np.mean(images.astype(np.float32), axis=0)  # (H, W, 3)
+        length = min(h, w) / 16 if self.blend is None else self.blend
+        if length > 0:
+            fill = seam_blend(fill, image, mask, length)
+        return np.clip(np.round(fill), 0, 255).astype(np.uint8)
+
+
+def seam_blend(fill: np.ndarray, image: np.ndarray, mask: np.ndarray, length: float, max_unknowns: int = 65536) -> np.ndarray:
+    """``fill`` (H, W, 3) float with its colour matched to ``image`` along the mask's border, fading inwards.
+
+    A latent model's decoded fill is off by a small, smooth colour error (the autoencoder's, and the fill's own
+    guess of the surroundings), which shows as a seam where the fill meets the untouched pixels.  The correction
+    ``u`` is the input minus the fill on the pixels just outside the mask, continued into the mask by the screened
+    Poisson equation  u / length^2 - laplacian(u) = 0  (Pérez et al. 2003, "Poisson image editing", screened as in
+    Bhat et al. 2008, "Fourier analysis of the 2D screened Poisson equation for gradient domain problems"):
+    harmonic continuation would carry the border's error to the mask's middle, the screening lets it fade over
+    about ``length`` pixels.  Measured on the 500-case erase
+    suite of seed 4242 (docs/inpaint.md): +0.35 dB in-mask PSNR with 8 px at 128 px, against +0.23 harmonic.
+    Masks with more than ``max_unknowns`` pixels are solved on a coarser grid (the correction is smooth).
+    """
+    import cv2
+
+    r = image.astype(np.float32) - fill  # (H, W, 3): known on every pixel outside the mask
+    h, w = mask.shape
+    step = max(1, int(np.ceil(np.sqrt(mask.sum() / max_unknowns))))
+    if step > 1:  # solve at 1/step of the size: r averaged over the unmasked pixels of each block
+        hs, ws = -(-h // step), -(-w // step)
+        keep = (~mask).astype(np.float32)
+        num = cv2.resize(r * keep[..., None], (ws, hs), interpolation=cv2.INTER_AREA)
+        den = cv2.resize(keep, (ws, hs), interpolation=cv2.INTER_AREA)
+        small_mask = den < 0.5
+        small_r = num / np.maximum(den, 1e-6)[..., None]
+        u = _screened_poisson(small_r, small_mask, length / step)
+        u = cv2.resize(u, (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        u = _screened_poisson(r, mask, length)
+    return np.where(mask[..., None], fill + u, fill)
+
+
+def _screened_poisson(r: np.ndarray, mask: np.ndarray, length: float) -> np.ndarray:
+    """u on ``mask`` solving u / length^2 - laplacian(u) = 0 with u = r on the 4-neighbours outside it; 0 elsewhere."""
+    from scipy.sparse import csc_matrix
+    from scipy.sparse.linalg import spsolve
+
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    n = len(ys)
+    out = np.zeros(r.shape, np.float32)
+    if n == 0:
+        return out
+    index = np.full((h, w), -1, np.int64)
+    index[ys, xs] = np.arange(n)
+    diag = np.full(n, 1.0 / length**2)
+    rows, cols = [], []
+    b = np.zeros((n, r.shape[2]))
+    for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        yy, xx = ys + dy, xs + dx
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)  # off the image: no neighbour (a free edge)
+        diag += inside
+        j = np.flatnonzero(inside)
+        masked = mask[yy[j], xx[j]]
+        rows.append(j[masked])
+        cols.append(index[yy[j[masked]], xx[j[masked]]])
+        known = j[~masked]
+        np.add.at(b, known, r[yy[known], xx[known]])
+    rows_a = np.concatenate([np.arange(n)] + rows)
+    cols_a = np.concatenate([np.arange(n)] + cols)
+    vals = np.concatenate([diag] + [-np.ones(len(x)) for x in rows])
+    a = csc_matrix((vals, (rows_a, cols_a)), shape=(n, n))
+    out[ys, xs] = np.asarray(spsolve(a, b)).reshape(n, -1)
+    return out
 
 
 def check_inpaint_folder(model: str | Path) -> Path:
@@ -245,6 +317,7 @@ def check_inpaint_folder(model: str | Path) -> Path:
 
 
 MAX_SAMPLES = 32
+MAX_BLEND = 256.0  # pixels
 CLASSIC_BACKENDS = ("telea", "ns", "biharmonic")
 BACKENDS = CLASSIC_BACKENDS + ("diffusion",)
 
@@ -256,6 +329,7 @@ class BackendSettings:
     steps: int | None = None  # the diffusion backend's DDIM steps (default: the model's own, 25 for a foreign checkpoint)
     guidance: float | None = None
     samples: int | None = None  # diffusion: fills averaged per crop (default: the folder's retouch_erase_samples for erase, else 1)
+    blend: float | None = None  # diffusion: the seam blend's fade length, pixels of the crop (default: its side / 16; 0: off)
     radius: int = 5  # OpenCV's inpaintRadius, pixels
     crop_size: int | None = None  # the working size (default: the model's, or 512 for the classic backends)
     device: str = "cpu"
@@ -271,11 +345,22 @@ def make_backend(s: BackendSettings, task: str = "inpaint") -> FillBackend:
         if not s.model:
             raise ValueError("the diffusion backend needs a diffusers SD-inpainting folder (--model PATH)")
         return ModelFill(
-            s.model, task=task, steps=s.steps, guidance=s.guidance, device=s.device, working_size=s.crop_size, samples=s.samples
+            s.model,
+            task=task,
+            steps=s.steps,
+            guidance=s.guidance,
+            device=s.device,
+            working_size=s.crop_size,
+            samples=s.samples,
+            blend=s.blend,
         )
     if s.samples not in (None, 1):
         raise ValueError(
             f"samples averages diffusion fills; backend {name!r} is deterministic and takes none (use --backend diffusion --model PATH)"
+        )
+    if s.blend is not None:
+        raise ValueError(
+            f"blend matches a diffusion fill's colour to its surroundings; backend {name!r} fills from them already and takes none"
         )
     if s.model:
         raise ValueError(f"backend {name!r} is a classic method and loads no model; --model needs --backend diffusion")

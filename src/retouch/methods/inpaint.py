@@ -6,7 +6,7 @@ Each runs a fill backend (``retouch.methods.fill``: OpenCV Telea / Navier-Stokes
 biharmonic, or a diffusers SD-inpainting folder) through IOPaint's crop strategy, so any input size
 works and every pixel outside the mask is the input's, bit for bit.  Settings (``FillSettings``) pick
 the backend: ``backend`` (default: ``diffusion`` when ``model`` is given, else ``telea``), ``model``,
-``steps``, ``guidance``, ``samples``, ``seed``, ``margin``, ``crop_size``, ``radius``, ``device``.
+``steps``, ``guidance``, ``samples``, ``blend``, ``seed``, ``margin``, ``crop_size``, ``radius``, ``device``.
 
 Without a diffusion model the classic backends fill from the surroundings only: they cannot draw what
 a prompt describes, so ``inpaint`` (and ``outpaint`` with a prompt) refuses with that reason rather than

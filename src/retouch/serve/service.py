@@ -262,7 +262,10 @@ class Service:
         samples = req.samples if backend == "diffusion" else None
         if samples is not None:
             options["samples"] = samples
-        return self._pooled((req.task, req.model, backend, steps, samples), req.task, options, req.model or backend)
+        blend = req.blend if backend == "diffusion" else None
+        if blend is not None:
+            options["blend"] = blend
+        return self._pooled((req.task, req.model, backend, steps, samples, blend), req.task, options, req.model or backend)
 
     def _pooled(self, key: tuple, method: str, options: dict, label: str) -> Loaded:
         """The loaded method under ``key``, constructed once (at most ``max_loaded_methods`` are kept)."""
