@@ -45,15 +45,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sessions = load_turn_suite(args.suite)
     ids = sorted(sessions)[: args.limit]
-    options = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            ap.error(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value  # a bare string
+    from retouch.batch import parse_settings
+
+    try:
+        options = parse_settings(args.set)
+    except ValueError as e:
+        ap.error(str(e))
     if options and args.method == "keep":
         ap.error("--set needs a method; 'keep' has no settings")
     method = None if args.method == "keep" else get_method(args.method, **options)
