@@ -52,9 +52,6 @@ class DraftTrainConfig:
     seam: int = 32
     fourier: int = 0
     object_weight: float = 3.0  # pixels inside an object's footprint weigh 1 + this
-    # L1 between the draft's and the render's finite differences (same pixel weights): a 2-3 px dot or stripe of a
-    # low-contrast style (sepia, grayscale, watercolour) is a small share of the pixel loss but all of its pattern
-    edge_weight: float = 0.0
     bf16_cpu: bool = False
     eval_n: int = 200
     eval_seed: int = 8888  # held-out scenes: `retouch world captions --seed eval_seed`
@@ -171,11 +168,6 @@ def train_draft(cfg: DraftTrainConfig) -> dict:
             pred = net(reading.objects[idx].to(dev), reading.scene[idx].to(dev)).float()  # (B, 3, 128, 128)
         err = (pred - target).abs() + (pred - target) ** 2
         loss = (err * w).mean() / w.mean()
-        if cfg.edge_weight:
-            d = pred - target  # (B, 3, 128, 128)
-            dx = (d[..., :, 1:] - d[..., :, :-1]).abs() * w[..., :, 1:]  # (B, 3, 128, 127)
-            dy = (d[..., 1:, :] - d[..., :-1, :]).abs() * w[..., 1:, :]  # (B, 3, 127, 128)
-            loss = loss + cfg.edge_weight * (dx.mean() + dy.mean()) / w.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
