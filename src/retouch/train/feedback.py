@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..models.rewards import BORDER, PromptEmbedder, RewardModel, region_crops
+from ..models.rewards import BORDER, PromptEmbedder, RewardModel, object_values, region_crops
 from ..world.render import DEFAULT_SIZE, object_footprint
 from . import register_task
 from .inpaint import LORA_TARGETS, FillData, adapted_unet
@@ -58,7 +58,7 @@ class FeedbackTrainConfig:
     renders: str = "~/.cache/retouch/draft"
     rewards: dict[str, float] = field(default_factory=lambda: {"aesthetic": 1.0, "alignment": 0.5, "coherence": 1.0})
     reward_models: dict[str, str] = field(
-        default_factory=lambda: {k: f"models/reward-{k}" for k in ("aesthetic", "alignment", "coherence")}
+        default_factory=lambda: {k: f"models/reward-{k}" for k in ("aesthetic", "alignment", "attributes", "coherence")}
     )
     eta: float = 1.0  # weight of the regulariser (in-mask L1 + perceptual)
     perceptual: float = 1.0  # the perceptual term's share of it
@@ -110,6 +110,8 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
 
     if not cfg.stages or any(not (1 <= T2 <= T1 <= T) or n < 1 for n, T, T1, T2 in cfg.stages):
         raise ValueError(f"stages must be (steps >= 1, T, T1, T2) with 1 <= T2 <= T1 <= T, got {cfg.stages}")
+    if {"alignment", "attributes"} <= set(cfg.rewards):
+        raise ValueError("rewards: alignment and attributes are two image-text rewards; give one")
     unknown = set(cfg.rewards) - set(cfg.reward_models)
     if unknown:
         raise ValueError(f"rewards {sorted(unknown)} name no reward model folder in reward_models")
@@ -136,6 +138,7 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
     trainable = [p for p in unet.parameters() if p.requires_grad]
     rewards = {k: RewardModel.from_pretrained(cfg.reward_models[k], kind=k).to(dev).requires_grad_(False) for k in cfg.rewards}
     embed = PromptEmbedder(dev) if "alignment" in rewards else None
+    asked = next((k for k in ("alignment", "attributes") if k in rewards), None)  # the image-text reward, if any
     reader = SceneReader.from_pretrained().to(dev).requires_grad_(False)
     extras: dict[str, torch.nn.Module] = {}
     disc = d_opt = None
@@ -195,23 +198,26 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
         if "coherence" in rewards:
             region = F.max_pool2d(m, 2 * BORDER + 1, stride=1, padding=BORDER)
             parts["coherence"] = (F.softplus(rewards["coherence"](fill)) * region).sum() / region.sum().clamp(min=1)
-        if "alignment" in rewards:
+        if asked is not None:
             # the objects the mask hides most of, against their own descriptions
-            rows, prompts, boxes = [], [], []
+            rows, objs, boxes = [], [], []
             for j, i in enumerate(idx):
                 for o in scenes[i].objects:
                     foot = object_footprint(o, DEFAULT_SIZE)
                     if (b.m[j, 0].cpu().numpy() > 0.5)[foot].sum() >= 0.5 * foot.sum():
                         rows.append(j)
-                        prompts.append(describe_new_object(o).rstrip(","))
+                        objs.append(o)
                         boxes.append(torch.from_numpy(foot[None].astype(np.float32)))
                         break
             if rows:
                 fb = torch.stack(boxes).to(dev)
-                emb = embed(prompts)
-                r_fake = rewards["alignment"](region_crops(fill[rows], fb), emb)
-                r_real = rewards["alignment"](region_crops(x[rows], fb), emb)
-                parts["alignment"] = _bt(r_fake, r_real)
+                if asked == "alignment":
+                    said = embed([describe_new_object(o).rstrip(",") for o in objs])
+                else:
+                    said = torch.tensor([object_values(o) for o in objs], device=dev)  # (R, 6)
+                r_fake = rewards[asked](region_crops(fill[rows], fb), said)
+                r_real = rewards[asked](region_crops(x[rows], fb), said)
+                parts[asked] = _bt(r_fake, r_real)
         for k, v in parts.items():
             loss = loss + cfg.rewards[k] * v
         l1 = ((y - x).abs() * m).sum() / (3 * m.sum()).clamp(min=1)

@@ -10,7 +10,9 @@ Every pair is made from a training scene's render and a fill mask of ByteEdit's 
 - ``coherence``: the same composites, per pixel: generated inside the mask, real elsewhere and in the clean
   renders (binary cross-entropy, the classes balanced);
 - ``alignment``: one object's dilated footprint cut out of the render, against its full description and the
-  description with one attribute changed; a pairwise logistic loss plus CLIP's in-batch contrastive loss.
+  description with one attribute changed; a pairwise logistic loss plus CLIP's in-batch contrastive loss;
+- ``attributes``: the same crops, each attribute's value a class (cross-entropy per attribute); its held-out pairs
+  are the alignment model's, with the prompts parsed from their text.
 
 Held-out accuracy (preferring the right one of two, on scenes of ``eval_seed`` never trained on) is measured at
 the end and written to the folder's eval.json; docs/inpaint.md reports it.
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..atomic import write_json
-from ..models.rewards import REWARDS, PromptEmbedder, RewardConfig, RewardModel, region_crops
+from ..models.rewards import REWARDS, PromptEmbedder, RewardConfig, RewardModel, object_values, prompt_values, region_crops
 from ..world.render import DEFAULT_SIZE, object_footprint, render
 from ..world.scene import OBJECT_ATTRS, Scene
 from . import register_task
@@ -172,20 +174,25 @@ class PairSource:
             kinds.append(kind)
         return x, torch.stack(out), torch.stack(masks), kinds
 
-    def aligned(self, idx: list[int]) -> tuple[torch.Tensor, list[str], list[str], list[str]]:
-        """(crops, right prompts, wrong prompts, changed attribute) for one object of each scene (scenes without
-        objects are skipped)."""
+    def objects(self, idx: list[int]) -> tuple[torch.Tensor, list, list, list[str]]:
+        """(crops, objects, the same with one attribute changed, the attribute) for one object of each scene (scenes
+        without objects are skipped)."""
         idx = [i for i in idx if self.scenes[i].objects]
         x = self._images(idx)
-        ms, right, wrong, what = [], [], [], []
+        ms, objs, bads, what = [], [], [], []
         for i in idx:
             o = self.rng.choice(list(self.scenes[i].objects))
             ms.append(torch.from_numpy(object_footprint(o, DEFAULT_SIZE)[None].astype(np.float32)))
             bad, name = _changed(o, self.rng)
-            right.append(describe(o))
-            wrong.append(describe(bad))
+            objs.append(o)
+            bads.append(bad)
             what.append(name)
-        return region_crops(x, torch.stack(ms)), right, wrong, what
+        return region_crops(x, torch.stack(ms)), objs, bads, what
+
+    def aligned(self, idx: list[int]) -> tuple[torch.Tensor, list[str], list[str], list[str]]:
+        """(crops, right prompts, wrong prompts, changed attribute): ``objects`` with the objects described."""
+        crops, objs, bads, what = self.objects(idx)
+        return crops, [describe(o) for o in objs], [describe(b) for b in bads], what
 
 
 def _pairwise(good: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
@@ -196,6 +203,11 @@ def _step_loss(
     net: RewardModel, src: PairSource, idx: list[int], emb: PromptEmbedder | None, dev: torch.device
 ) -> tuple[torch.Tensor, dict]:
     kind = net.config.kind
+    if kind == "attributes":
+        crops, objs, _, _ = src.objects(idx)
+        values = torch.tensor([object_values(o) for o in objs], device=dev)  # (B, 6)
+        logits = net.logits(crops.to(dev))  # type: ignore[attr-defined]
+        return sum(F.cross_entropy(lg, values[:, j]) for j, lg in enumerate(logits.values()))
     if kind == "alignment":
         crops, right, wrong, _ = src.aligned(idx)
         crops = crops.to(dev)
@@ -232,6 +244,13 @@ def evaluate_reward(net: RewardModel, src: PairSource, n: int, emb: PromptEmbedd
             crops, right, wrong, what = src.aligned(idx)
             good, bad = net(crops.to(dev), emb(right)), net(crops.to(dev), emb(wrong))
             groups = what
+        elif net.config.kind == "attributes":
+            # the same pairs as the alignment model's, the prompts read as text (prompt_values), not taken from the scene
+            crops, right, wrong, what = src.aligned(idx)
+            rv = torch.tensor([prompt_values(p) for p in right], device=dev)
+            wv = torch.tensor([prompt_values(p) for p in wrong], device=dev)
+            good, bad = net(crops.to(dev), rv), net(crops.to(dev), wv)
+            groups = what
         else:
             clean, deg, m, groups = src.degraded(idx)
             clean, deg, m = clean.to(dev), deg.to(dev), m.to(dev)
@@ -265,7 +284,7 @@ def train_reward(cfg: RewardTrainConfig) -> dict:
     images = scene_renders(t2i, cfg.renders, cfg.threads)
     dev = pick_device(cfg.device)
     fills = None
-    if cfg.generator and cfg.kind != "alignment":
+    if cfg.generator and cfg.kind not in ("alignment", "attributes"):
         if not (Path(cfg.generator) / "unet").is_dir():
             if not cfg.generator_recipe:
                 raise FileNotFoundError(f"generator: no inpainting model at {cfg.generator} (and no generator_recipe to make one)")
