@@ -9,7 +9,6 @@ import torch
 
 from retouch.models.rewards import (
     REWARDS,
-    AlignmentReward,
     AttributeReward,
     CoherenceReward,
     RewardConfig,
@@ -41,7 +40,7 @@ def test_degradations_change_the_mask_only(kind):
 
 
 def test_every_kind_saves_and_loads(tmp_path):
-    assert set(REWARDS) == {"aesthetic", "alignment", "attributes", "coherence"}
+    assert set(REWARDS) == {"aesthetic", "attributes", "coherence"}
     x = torch.cat([_image(5), _image(6)])
     m = torch.zeros(2, 1, 128, 128)
     m[..., 50:70, 50:70] = 1
@@ -51,17 +50,14 @@ def test_every_kind_saves_and_loads(tmp_path):
         net.save_pretrained(tmp_path / kind)
         back = RewardModel.from_pretrained(tmp_path / kind, kind=kind)
         with torch.no_grad():
-            if kind == "alignment":
-                emb = torch.randn(2, 384)
+            if kind == "attributes":
                 crops = region_crops(x, m)
-                assert crops.shape == (2, 3, AlignmentReward.crop, AlignmentReward.crop)
-                torch.testing.assert_close(back(crops, emb), net(crops, emb))
-            elif kind == "attributes":
-                crops = region_crops(x, m)
+                assert crops.shape == (2, 3, AttributeReward.crop, AttributeReward.crop)
                 values = torch.tensor([object_values(random_scene(random.Random(k), n_objects=1).objects[0]) for k in (1, 2)])
                 r = net(crops, values)
                 assert r.shape == (2,) and (r <= 0).all()  # a sum of log-probabilities
-                torch.testing.assert_close(back(crops, values), r)
+                # stored in float16 (the weight budget): the scores agree to that precision
+                torch.testing.assert_close(back(crops, values), r, atol=2e-2, rtol=2e-2)
             elif kind == "coherence":
                 assert net(x).shape == (2, 1, 128, 128)
                 s = back.score(x, m)
@@ -87,7 +83,7 @@ def test_coherence_score_reads_only_the_mask_and_its_border():
         assert abs(float(net.score(x, m)) - float(net.score(y, m))) < 1e-6
 
 
-def test_alignment_negatives_change_one_attribute():
+def test_image_text_negatives_change_one_attribute():
     rng = random.Random(0)
     o = random_scene(rng, n_objects=1).objects[0]
     for _ in range(20):
@@ -119,7 +115,7 @@ def test_attribute_reward_scores_only_said_values_and_prefers_the_likelier():
 
 
 def test_attribute_reward_learns_from_pairs_and_is_scored_on_parsed_prompts():
-    """A few steps of the recipe's loss on 16 renders lower it; the held-out check runs on the alignment pairs."""
+    """A few steps of the recipe's loss on 16 renders lower it; the held-out check reads the pairs' prompts as text."""
     import numpy as np
 
     from retouch.train.rewards import PairSource, RewardTrainConfig, _step_loss, evaluate_reward
@@ -132,20 +128,37 @@ def test_attribute_reward_learns_from_pairs_and_is_scored_on_parsed_prompts():
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     src = PairSource(cfg, scenes, images, random.Random(0))
     idx = list(range(16))
-    first = float(_step_loss(net, PairSource(cfg, scenes, images, random.Random(1)), idx, None, torch.device("cpu")))
+    first = float(_step_loss(net, PairSource(cfg, scenes, images, random.Random(1)), idx, torch.device("cpu")))
     for _ in range(30):
-        loss = _step_loss(net, src, idx, None, torch.device("cpu"))
+        loss = _step_loss(net, src, idx, torch.device("cpu"))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    last = float(_step_loss(net, PairSource(cfg, scenes, images, random.Random(1)), idx, None, torch.device("cpu")))
+    last = float(_step_loss(net, PairSource(cfg, scenes, images, random.Random(1)), idx, torch.device("cpu")))
     assert last < first
-    result = evaluate_reward(net, PairSource(cfg, scenes, images, random.Random(2)), 16, None, torch.device("cpu"))
+    result = evaluate_reward(net, PairSource(cfg, scenes, images, random.Random(2)), 16, torch.device("cpu"))
     assert result["n"] == 16 and set(result["by"]) <= set(OBJECT_ATTRS)
 
 
-def test_feedback_refuses_two_image_text_rewards():
-    from retouch.train.feedback import FeedbackTrainConfig, train_feedback
 
-    with pytest.raises(ValueError, match="two image-text rewards"):
-        train_feedback(FeedbackTrainConfig(rewards={"alignment": 1.0, "attributes": 1.0}))
+def test_attribute_pairs_redraw_the_configured_share_of_crops():
+    """``redrawn``: that share of the scenes goes through the redraw (the autoencoder with latent noise in training)."""
+    import numpy as np
+
+    from retouch.train.rewards import PairSource, RewardTrainConfig
+
+    scenes = [random_scene(random.Random(k), n_objects=1) for k in range(40)]
+    images = np.stack([render(s) for s in scenes])
+    seen = []
+
+    def redraw(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[0])
+        return torch.zeros_like(x)
+
+    plain = PairSource(RewardTrainConfig(kind="attributes", redrawn=0.0), scenes, images, random.Random(0), redraw=redraw)
+    crops, *_ = plain.objects(list(range(40)))
+    assert not seen and crops.abs().sum() > 0
+    half = PairSource(RewardTrainConfig(kind="attributes", redrawn=0.5), scenes, images, random.Random(0), redraw=redraw)
+    crops, *_ = half.objects(list(range(40)))
+    assert 8 <= sum(seen) <= 32
+    assert int((crops.flatten(1).abs().sum(1) == 0).sum()) == sum(seen)  # exactly the redrawn crops are blank

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..models.rewards import BORDER, PromptEmbedder, RewardModel, object_values, region_crops
+from ..models.rewards import BORDER, RewardModel, object_values, region_crops
 from ..world.render import DEFAULT_SIZE, object_footprint
 from . import register_task
 from .inpaint import LORA_TARGETS, FillData, adapted_unet
@@ -56,9 +56,9 @@ class FeedbackTrainConfig:
     init_recipe: str = ""  # the recipe that makes ``init`` when it is missing
     teacher_recipe: str = "recipes/shapes-draft-teacher.json"
     renders: str = "~/.cache/retouch/draft"
-    rewards: dict[str, float] = field(default_factory=lambda: {"aesthetic": 1.0, "alignment": 0.5, "coherence": 1.0})
+    rewards: dict[str, float] = field(default_factory=lambda: {"aesthetic": 1.0, "attributes": 0.5, "coherence": 1.0})
     reward_models: dict[str, str] = field(
-        default_factory=lambda: {k: f"models/reward-{k}" for k in ("aesthetic", "alignment", "attributes", "coherence")}
+        default_factory=lambda: {k: f"models/reward-{k}" for k in ("aesthetic", "attributes", "coherence")}
     )
     eta: float = 1.0  # weight of the regulariser (in-mask L1 + perceptual)
     perceptual: float = 1.0  # the perceptual term's share of it
@@ -105,13 +105,10 @@ def _bt(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
 @register_task("feedback", FeedbackTrainConfig)
 def train_feedback(cfg: FeedbackTrainConfig) -> dict:
     from ..models.unet_delta import delta_base, load_delta_into_peft, save_unet_delta, unet_delta_state
-    from ..world.edits import describe_new_object
     from ..world.reader import SceneReader
 
     if not cfg.stages or any(not (1 <= T2 <= T1 <= T) or n < 1 for n, T, T1, T2 in cfg.stages):
         raise ValueError(f"stages must be (steps >= 1, T, T1, T2) with 1 <= T2 <= T1 <= T, got {cfg.stages}")
-    if {"alignment", "attributes"} <= set(cfg.rewards):
-        raise ValueError("rewards: alignment and attributes are two image-text rewards; give one")
     unknown = set(cfg.rewards) - set(cfg.reward_models)
     if unknown:
         raise ValueError(f"rewards {sorted(unknown)} name no reward model folder in reward_models")
@@ -137,8 +134,6 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
     unet.to(dev)
     trainable = [p for p in unet.parameters() if p.requires_grad]
     rewards = {k: RewardModel.from_pretrained(cfg.reward_models[k], kind=k).to(dev).requires_grad_(False) for k in cfg.rewards}
-    embed = PromptEmbedder(dev) if "alignment" in rewards else None
-    asked = next((k for k in ("alignment", "attributes") if k in rewards), None)  # the image-text reward, if any
     reader = SceneReader.from_pretrained().to(dev).requires_grad_(False)
     extras: dict[str, torch.nn.Module] = {}
     disc = d_opt = None
@@ -198,7 +193,7 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
         if "coherence" in rewards:
             region = F.max_pool2d(m, 2 * BORDER + 1, stride=1, padding=BORDER)
             parts["coherence"] = (F.softplus(rewards["coherence"](fill)) * region).sum() / region.sum().clamp(min=1)
-        if asked is not None:
+        if "attributes" in rewards:
             # the objects the mask hides most of, against their own descriptions
             rows, objs, boxes = [], [], []
             for j, i in enumerate(idx):
@@ -211,13 +206,10 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
                         break
             if rows:
                 fb = torch.stack(boxes).to(dev)
-                if asked == "alignment":
-                    said = embed([describe_new_object(o).rstrip(",") for o in objs])
-                else:
-                    said = torch.tensor([object_values(o) for o in objs], device=dev)  # (R, 6)
-                r_fake = rewards[asked](region_crops(fill[rows], fb), said)
-                r_real = rewards[asked](region_crops(x[rows], fb), said)
-                parts[asked] = _bt(r_fake, r_real)
+                said = torch.tensor([object_values(o) for o in objs], device=dev)  # (R, 6): the descriptions' values
+                r_fake = rewards["attributes"](region_crops(fill[rows], fb), said)
+                r_real = rewards["attributes"](region_crops(x[rows], fb), said)
+                parts["attributes"] = _bt(r_fake, r_real)
         for k, v in parts.items():
             loss = loss + cfg.rewards[k] * v
         l1 = ((y - x).abs() * m).sum() / (3 * m.sum()).clamp(min=1)

@@ -9,10 +9,9 @@ Every pair is made from a training scene's render and a fill mask of ByteEdit's 
   (Bradley-Terry, as reward models for RLHF and ImageReward are trained);
 - ``coherence``: the same composites, per pixel: generated inside the mask, real elsewhere and in the clean
   renders (binary cross-entropy, the classes balanced);
-- ``alignment``: one object's dilated footprint cut out of the render, against its full description and the
-  description with one attribute changed; a pairwise logistic loss plus CLIP's in-batch contrastive loss;
-- ``attributes``: the same crops, each attribute's value a class (cross-entropy per attribute); its held-out pairs
-  are the alignment model's, with the prompts parsed from their text.
+- ``attributes``: one object's footprint cut out of the render, each of its attribute values a class (cross-entropy
+  per attribute); held out, it must prefer the object's full description to the same with one attribute changed,
+  the prompts parsed from their text.
 
 Held-out accuracy (preferring the right one of two, on scenes of ``eval_seed`` never trained on) is measured at
 the end and written to the folder's eval.json; docs/inpaint.md reports it.
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..atomic import write_json
-from ..models.rewards import REWARDS, PromptEmbedder, RewardConfig, RewardModel, object_values, prompt_values, region_crops
+from ..models.rewards import REWARDS, RewardConfig, RewardModel, object_values, prompt_values, region_crops
 from ..world.render import DEFAULT_SIZE, object_footprint, render
 from ..world.scene import OBJECT_ATTRS, Scene
 from . import register_task
@@ -46,7 +45,7 @@ DEGRADATIONS = ("blur", "bleed", "seam", "smudge", "noise", "foreign", "generato
 
 @dataclass
 class RewardTrainConfig:
-    kind: str = "aesthetic"  # aesthetic | alignment | coherence
+    kind: str = "aesthetic"  # aesthetic | attributes | coherence
     out: str = "models/reward-aesthetic"
     teacher_recipe: str = "recipes/shapes-draft-teacher.json"  # its training scenes (and their render cache)
     renders: str = "~/.cache/retouch/draft"
@@ -60,6 +59,11 @@ class RewardTrainConfig:
     generator_recipe: str = ""  # the recipe that makes ``generator`` when that folder is missing
     generator_pool: int = 512  # how many such fills are made, once
     generator_steps: tuple[int, ...] = (1, 2)
+    # attributes: the share of crops redrawn through the autoencoder with noise added to their latents (std drawn from
+    # [0, latent_noise]): generated-looking objects whose attributes are still exactly known, so that the classifier
+    # meets the generator's texture in training and does not score a correct fill low for looking generated
+    redrawn: float = 0.0
+    latent_noise: float = 0.3
     eval_n: int = 500
     eval_seed: int = 31337
     seed: int = 6000
@@ -133,7 +137,7 @@ def generator_fills(
 
 
 def _changed(o, rng: random.Random):
-    """``o`` with one attribute changed (the hard negative of the alignment pairs)."""
+    """``o`` with one attribute changed (the hard negative of the image-text pairs)."""
     name = rng.choice(list(OBJECT_ATTRS))
     return replace(o, **{name: rng.choice([v for v in OBJECT_ATTRS[name] if v != getattr(o, name)])}), name
 
@@ -147,9 +151,12 @@ def describe(o) -> str:
 class PairSource:
     """Batches of training (or held-out) pairs for one reward kind."""
 
-    def __init__(self, cfg: RewardTrainConfig, scenes: list[Scene], images: np.ndarray, rng: random.Random, fills=None) -> None:
+    def __init__(
+        self, cfg: RewardTrainConfig, scenes: list[Scene], images: np.ndarray, rng: random.Random, fills=None, redraw=None
+    ) -> None:
         self.cfg, self.scenes, self.images, self.rng, self.fills = cfg, scenes, images, rng, fills
         self.kinds = [k for k in DEGRADATIONS if k != "generator" or fills is not None]
+        self.redraw = redraw  # (B, 3, H, W) -> the same redrawn (``redrawn``); None: crops of the renders only
 
     def _images(self, idx: list[int]) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(np.stack([self.images[i] for i in idx]))).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -179,6 +186,10 @@ class PairSource:
         without objects are skipped)."""
         idx = [i for i in idx if self.scenes[i].objects]
         x = self._images(idx)
+        if self.redraw is not None and self.cfg.redrawn > 0:
+            pick = torch.tensor([self.rng.random() < self.cfg.redrawn for _ in idx])
+            if pick.any():
+                x[pick] = self.redraw(x[pick])
         ms, objs, bads, what = [], [], [], []
         for i in idx:
             o = self.rng.choice(list(self.scenes[i].objects))
@@ -200,24 +211,14 @@ def _pairwise(good: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
 
 
 def _step_loss(
-    net: RewardModel, src: PairSource, idx: list[int], emb: PromptEmbedder | None, dev: torch.device
-) -> tuple[torch.Tensor, dict]:
+    net: RewardModel, src: PairSource, idx: list[int], dev: torch.device
+) -> torch.Tensor:
     kind = net.config.kind
     if kind == "attributes":
         crops, objs, _, _ = src.objects(idx)
         values = torch.tensor([object_values(o) for o in objs], device=dev)  # (B, 6)
         logits = net.logits(crops.to(dev))  # type: ignore[attr-defined]
         return sum(F.cross_entropy(lg, values[:, j]) for j, lg in enumerate(logits.values()))
-    if kind == "alignment":
-        crops, right, wrong, _ = src.aligned(idx)
-        crops = crops.to(dev)
-        img = net.embed_image(crops)  # (B, 128)
-        tr, tw = net.embed_text(emb(right)), net.embed_text(emb(wrong))
-        scale = net.logit_scale.exp()
-        good, bad = scale * (img * tr).sum(-1), scale * (img * tw).sum(-1)
-        logits = scale * img @ tr.T  # (B, B): CLIP's in-batch contrastive term
-        labels = torch.arange(len(right), device=dev)
-        return _pairwise(good, bad) + 0.5 * F.cross_entropy(logits, labels)
     clean, deg, m, _ = src.degraded(idx)
     clean, deg, m = clean.to(dev), deg.to(dev), m.to(dev)
     changed = ((deg - clean).abs().amax(1, keepdim=True) > 0.04).float() * m  # (B, 1, H, W): pixels the fill really changed
@@ -233,19 +234,15 @@ def _step_loss(
 
 
 @torch.no_grad()
-def evaluate_reward(net: RewardModel, src: PairSource, n: int, emb: PromptEmbedder | None, dev: torch.device) -> dict:
+def evaluate_reward(net: RewardModel, src: PairSource, n: int, dev: torch.device) -> dict:
     """Held-out preference accuracy: the share of pairs in which the model prefers the right one, overall and by
-    degradation (or, for alignment, by the attribute changed)."""
+    degradation (or, for attributes, by the attribute changed)."""
     net.eval()
     hits: dict[str, list[float]] = {}
     for lo in range(0, n, 50):
         idx = list(range(lo, min(n, lo + 50)))
-        if net.config.kind == "alignment":
-            crops, right, wrong, what = src.aligned(idx)
-            good, bad = net(crops.to(dev), emb(right)), net(crops.to(dev), emb(wrong))
-            groups = what
-        elif net.config.kind == "attributes":
-            # the same pairs as the alignment model's, the prompts read as text (prompt_values), not taken from the scene
+        if net.config.kind == "attributes":
+            # the prompts read as text (prompt_values), not taken from the scene
             crops, right, wrong, what = src.aligned(idx)
             rv = torch.tensor([prompt_values(p) for p in right], device=dev)
             wv = torch.tensor([prompt_values(p) for p in wrong], device=dev)
@@ -284,7 +281,7 @@ def train_reward(cfg: RewardTrainConfig) -> dict:
     images = scene_renders(t2i, cfg.renders, cfg.threads)
     dev = pick_device(cfg.device)
     fills = None
-    if cfg.generator and cfg.kind not in ("alignment", "attributes"):
+    if cfg.generator and cfg.kind != "attributes":
         if not (Path(cfg.generator) / "unet").is_dir():
             if not cfg.generator_recipe:
                 raise FileNotFoundError(f"generator: no inpainting model at {cfg.generator} (and no generator_recipe to make one)")
@@ -297,18 +294,32 @@ def train_reward(cfg: RewardTrainConfig) -> dict:
         clean = torch.from_numpy(np.ascontiguousarray(images[held[0] :])).permute(0, 3, 1, 2).float() / 127.5 - 1
         fills = (made, masks, clean[: made.shape[0]])
     net = REWARDS[cfg.kind](RewardConfig(kind=cfg.kind, width=cfg.width)).to(dev)
-    emb = PromptEmbedder(dev) if cfg.kind == "alignment" else None
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     ckpt = out / "checkpoint.pt"
     step = resume(ckpt, net, opt, sched)
     n_train = len(scenes) - (cfg.generator_pool if fills is not None else 0)
-    src = PairSource(cfg, scenes, images, random.Random(cfg.seed + step), fills)
+    redraw = None
+    if cfg.kind == "attributes" and cfg.redrawn > 0:
+        from .t2i import load_autoencoder
+
+        ae = load_autoencoder(t2i.autoencoder).to(dev).requires_grad_(False)
+        g_noise = torch.Generator().manual_seed(cfg.seed)
+
+        @torch.no_grad()
+        def redraw(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(dev.type, dtype=torch.bfloat16):  # the autoencoder is the step's main cost
+                z = ae.encode(x.to(dev)).latent.float()  # (b, C, h, w)
+                std = torch.rand((z.shape[0], 1, 1, 1), generator=g_noise) * cfg.latent_noise * z.std()
+                z = z + std.to(dev) * torch.randn(z.shape, generator=g_noise).to(dev)
+                return ae.decode(z).sample.float().clamp(-1, 1).cpu()  # (b, 3, H, W)
+
+    src = PairSource(cfg, scenes, images, random.Random(cfg.seed + step), fills, redraw)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"reward-{cfg.kind}", mininterval=10)
     t0 = time.time()
     while step < cfg.steps:
         idx = [src.rng.randrange(n_train) for _ in range(cfg.batch_size)]
-        loss = _step_loss(net, src, idx, emb, dev)
+        loss = _step_loss(net, src, idx, dev)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -328,7 +339,7 @@ def train_reward(cfg: RewardTrainConfig) -> dict:
         made, masks = generator_fills(cfg.generator, held[: min(len(held), 128)], held_images, cfg, random.Random(cfg.eval_seed))
         clean = torch.from_numpy(held_images[: made.shape[0]]).permute(0, 3, 1, 2).float() / 127.5 - 1
         held_fills = (made, masks, clean)
-    result = evaluate_reward(net, PairSource(cfg, held, held_images, random.Random(cfg.eval_seed), held_fills), cfg.eval_n, emb, dev)
+    result = evaluate_reward(net, PairSource(cfg, held, held_images, random.Random(cfg.eval_seed), held_fills), cfg.eval_n, dev)
     result |= {"steps": step, "train_s": round(time.time() - t0, 1), "eval_seed": cfg.eval_seed}
     net.cpu().save_pretrained(out)
     write_json(Path(out) / "eval.json", result)
