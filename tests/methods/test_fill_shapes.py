@@ -74,39 +74,35 @@ def test_outpaint_keeps_the_input_and_fills_the_canvas():
     assert _psnr(res.image[mask], c["target"][mask]) > _psnr(canvas[mask], c["target"][mask])
 
 
+def _erase_errors(methods, seed: str, n: int) -> list[list[float]]:
+    """In-mask squared error of each method on ``n`` erase cases; every fill keeps the pixels outside the mask."""
+    rng = random.Random(seed)
+    errors: list[list[float]] = [[] for _ in methods]
+    for _ in range(n):
+        c = sample_case("erase", rng)
+        m = c["mask"]
+        for method, err in zip(methods, errors, strict=True):
+            out = method.edit(EditRequest(image=c["source"], mask=m)).image
+            assert np.array_equal(out[~m], c["source"][~m])
+            err.append(((out[m].astype(float) - c["target"][m]) ** 2).mean())
+    return errors
+
+
 def test_erase_samples_average_fills_into_a_nearer_mean():
     """``samples`` K: the fill is the mean of K fills, run as one batch; pixels outside the mask stay the input's."""
-    rng = random.Random("test-fill-shapes/samples")
     one = get_method("erase", model=MODEL, samples=1)
     many = get_method("erase", model=MODEL, samples=6)
     assert many.backend.nfe(None) == 6 * one.backend.nfe(None)
-    err1, errk = [], []
-    for _ in range(6):
-        c = sample_case("erase", rng)
-        m = c["mask"]
-        a = one.edit(EditRequest(image=c["source"], mask=m)).image
-        b = many.edit(EditRequest(image=c["source"], mask=m)).image
-        assert np.array_equal(b[~m], c["source"][~m])
-        err1.append(((a[m].astype(float) - c["target"][m]) ** 2).mean())
-        errk.append(((b[m].astype(float) - c["target"][m]) ** 2).mean())
+    err1, errk = _erase_errors([one, many], "test-fill-shapes/samples", 6)
     # the mean of samples is the better estimate of what the mask hides (squared error pooled over the cases)
     assert np.mean(errk) < np.mean(err1), (err1, errk)
 
 
 def test_erase_seam_blend_brings_the_fill_nearer_the_truth():
     """The default seam blend corrects only mask pixels and lowers the in-mask squared error pooled over cases."""
-    rng = random.Random("test-fill-shapes/blend")
     off = get_method("erase", model=MODEL, blend=0)
     on = get_method("erase", model=MODEL)
-    err_off, err_on = [], []
-    for _ in range(8):
-        c = sample_case("erase", rng)
-        m = c["mask"]
-        a = off.edit(EditRequest(image=c["source"], mask=m)).image
-        b = on.edit(EditRequest(image=c["source"], mask=m)).image
-        assert np.array_equal(b[~m], c["source"][~m])
-        err_off.append(((a[m].astype(float) - c["target"][m]) ** 2).mean())
-        err_on.append(((b[m].astype(float) - c["target"][m]) ** 2).mean())
+    err_off, err_on = _erase_errors([off, on], "test-fill-shapes/blend", 8)
     assert np.mean(err_on) < np.mean(err_off), (err_off, err_on)
 
 
