@@ -222,8 +222,8 @@ def seam_blend(fill: np.ndarray, image: np.ndarray, mask: np.ndarray, length: fl
     Poisson equation  u / length^2 - laplacian(u) = 0  (Pérez et al. 2003, "Poisson image editing", screened as in
     Bhat et al. 2008, "Fourier analysis of the 2D screened Poisson equation for gradient domain problems"):
     harmonic continuation would carry the border's error to the mask's middle, the screening lets it fade over
-    about ``length`` pixels.  Measured on the 500-case erase
-    suite of seed 4242 (docs/inpaint.md): +0.35 dB in-mask PSNR with 8 px at 128 px, against +0.23 harmonic.
+    about ``length`` pixels.  Measured on the 500-case erase suite of seed 4242 (docs/inpaint.md): +0.35 dB in-mask
+    PSNR with 8 px at 128 px, against +0.23 harmonic.
     Masks with more than ``max_unknowns`` pixels are solved on a coarser grid (the correction is smooth).
     """
     import cv2

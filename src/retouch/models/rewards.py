@@ -156,7 +156,7 @@ def prompt_values(prompt: str) -> list[int]:
     world's instruction reader (which gives an attribute the prompt leaves out its default value, as ``retouch
     inpaint`` draws it).  ValueError when the prompt does not read as one object."""
     from ..world.reading import ReadingError, read_instruction
-    from ..world.scene import BACKGROUNDS, OBJECT_ATTRS, STYLES, Scene
+    from ..world.scene import BACKGROUNDS, STYLES, Scene
 
     text = prompt.strip().rstrip(".")
     try:
@@ -166,7 +166,7 @@ def prompt_values(prompt: str) -> list[int]:
     o = target.object_at(0)
     if o is None:
         raise ValueError(f"{prompt!r} does not read as one object")
-    return [OBJECT_ATTRS[k].index(getattr(o, k)) for k in OBJECT_ATTRS]
+    return object_values(o)
 
 
 @register_reward

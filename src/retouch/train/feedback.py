@@ -196,10 +196,11 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
         if "attributes" in rewards:
             # the objects the mask hides most of, against their own descriptions
             rows, objs, boxes = [], [], []
+            masked = b.m[:, 0].cpu().numpy() > 0.5  # (B, H, W), once per batch
             for j, i in enumerate(idx):
                 for o in scenes[i].objects:
                     foot = object_footprint(o, DEFAULT_SIZE)
-                    if (b.m[j, 0].cpu().numpy() > 0.5)[foot].sum() >= 0.5 * foot.sum():
+                    if masked[j][foot].sum() >= 0.5 * foot.sum():
                         rows.append(j)
                         objs.append(o)
                         boxes.append(torch.from_numpy(foot[None].astype(np.float32)))

@@ -210,9 +210,7 @@ def _pairwise(good: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
     return F.softplus(bad - good).mean()  # -log sigmoid(r_good - r_bad)
 
 
-def _step_loss(
-    net: RewardModel, src: PairSource, idx: list[int], dev: torch.device
-) -> torch.Tensor:
+def _step_loss(net: RewardModel, src: PairSource, idx: list[int], dev: torch.device) -> torch.Tensor:
     kind = net.config.kind
     if kind == "attributes":
         crops, objs, _, _ = src.objects(idx)
