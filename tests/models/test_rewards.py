@@ -112,6 +112,14 @@ def test_attribute_reward_scores_only_said_values_and_prefers_the_likelier():
         worst = torch.tensor([[int(lg.argmin()) for lg in logits.values()]])
         assert float(net(crop, best)) > float(net(crop, worst))
         assert float(net(crop, torch.full((1, len(OBJECT_ATTRS)), -1))) == 0.0  # nothing said: nothing scored
+        # the margins: positive for the argmax value, negative for any other, infinite (no hinge) where not said
+        m_best, m_worst = net.margins(crop, best), net.margins(crop, worst)  # (1, 6)
+        assert (m_best > 0).all() and (m_worst < 0).all()
+        lg = list(logits.values())[0][0]
+        assert torch.isclose(m_best[0, 0], lg.max() - lg.topk(2).values[1])
+        said = best.clone()
+        said[0, 2:] = -1
+        assert torch.isinf(net.margins(crop, said)[0, 2:]).all() and torch.isfinite(net.margins(crop, said)[0, :2]).all()
 
 
 def test_attribute_reward_learns_from_pairs_and_is_scored_on_parsed_prompts():

@@ -143,6 +143,17 @@ class AttributeReward(RewardModel):
             total = total + torch.where(v >= 0, lp, torch.zeros_like(lp))
         return total  # (B,)
 
+    def margins(self, crop: Tensor, values: Tensor) -> Tensor:
+        """(B, 6): each said attribute's logit minus the best other value's (positive where the crop reads as
+        said); +inf where the attribute is not said, so a hinge on it is zero there."""
+        out = []
+        for j, lg in enumerate(self.logits(crop).values()):
+            lg, v = lg.float(), values[:, j]  # (B, n), (B,)
+            said = lg.gather(1, v.clamp(min=0)[:, None])[:, 0]  # (B,)
+            other = lg.scatter(1, v.clamp(min=0)[:, None], float("-inf")).amax(1)  # (B,)
+            out.append(torch.where(v >= 0, said - other, torch.full_like(said, float("inf"))))
+        return torch.stack(out, 1)
+
 
 def object_values(o) -> list[int]:
     """An object's attribute values as indices into ``OBJECT_ATTRS`` (the ``attributes`` reward's input)."""

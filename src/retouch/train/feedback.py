@@ -64,6 +64,11 @@ class FeedbackTrainConfig:
     perceptual: float = 1.0  # the perceptual term's share of it
     mse: float = 0.0  # weight of the in-mask squared error (PSNR's own loss), beside the regulariser
     adversarial: float = 0.0  # > 0: the coherence model also trains online as a discriminator, and this weighs its loss
+    # the attributes reward's loss. 0: Bradley-Terry against the truth's score (-log sigmoid(r(fill) - r(truth))).
+    # > 0: a hinge on each said attribute's logit margin over the best other value, relu(m - margin): zero once the
+    # fill reads as said by this margin, so a fill that is right but looks generated is left alone and only the
+    # fills the classifier reads wrong (or barely right) are pulled (docs/inpaint.md, fifth round)
+    attribute_margin: float = 0.0
     d_lr: float = 2e-4
     # (steps, T, T1, T2) per stage: ByteEdit's progressive step reduction
     stages: list[tuple[int, int, int, int]] = field(default_factory=lambda: [(150, 20, 15, 10), (150, 8, 6, 3)])
@@ -76,6 +81,7 @@ class FeedbackTrainConfig:
     threads: int = 2
     device: str = "auto"
     bf16_cpu: bool = True
+    snapshot_every: int = 0  # > 0: also save the folder every this many steps (out/snapshots/step-N, for learning curves)
 
 
 def _stage(cfg: FeedbackTrainConfig, step: int) -> tuple[int, int, int]:
@@ -160,6 +166,23 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
             v = unet(torch.cat([z, extra], dim=1), tt, encoder_hidden_states=tokens).sample.float()  # (B, C, h, w)
         return a.sqrt() * z - (1 - a).sqrt() * v  # v-prediction -> x0 (Salimans & Ho 2022)
 
+    def save(folder: Path) -> None:
+        state = unet_delta_state(unet, full)  # the adapters merged into a delta on the base UNet
+        config = dict(unet.config)
+        save_pipeline(
+            folder,
+            unet,
+            t2i.autoencoder,
+            scheduler,
+            t2i.max_length,
+            {"retouch_guidance": 1.0, "retouch_default_steps": cfg.default_steps},
+            share_with=str(base.parent),
+            caption_reader=t2i.caption_reader,
+            draft=t2i.draft or None,
+            class_name="StableDiffusionInpaintPipeline",
+            write_unet=lambda f: save_unet_delta(f, config, state, base, int(ref["rank"]), float(ref["alpha"])),
+        )
+
     unet.train()
     bar = tqdm(total=total, initial=step, desc="feedback", mininterval=10)
     t0 = time.time()
@@ -188,6 +211,7 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
         fill = x * (1 - m) + y * m
         loss = torch.zeros((), device=dev)
         parts: dict[str, torch.Tensor] = {}
+        watch: dict[str, torch.Tensor] = {}  # logged, not in the loss
         if "aesthetic" in rewards:
             parts["aesthetic"] = _bt(rewards["aesthetic"](fill), rewards["aesthetic"](x))
         if "coherence" in rewards:
@@ -208,15 +232,21 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
             if rows:
                 fb = torch.stack(boxes).to(dev)
                 said = torch.tensor([object_values(o) for o in objs], device=dev)  # (R, 6): the descriptions' values
-                r_fake = rewards["attributes"](region_crops(fill[rows], fb), said)
-                r_real = rewards["attributes"](region_crops(x[rows], fb), said)
-                parts["attributes"] = _bt(r_fake, r_real)
+                crops = region_crops(fill[rows], fb)  # (R, 3, 64, 64)
+                if cfg.attribute_margin > 0:
+                    hinge = F.relu(cfg.attribute_margin - rewards["attributes"].margins(crops, said))  # (R, 6)
+                    parts["attributes"] = hinge.sum(1).mean()
+                    watch["attr_active"] = (hinge > 0).float().sum(1).mean()  # attributes per object still pulled
+                else:
+                    r_real = rewards["attributes"](region_crops(x[rows], fb), said)
+                    parts["attributes"] = _bt(rewards["attributes"](crops, said), r_real)
         for k, v in parts.items():
             loss = loss + cfg.rewards[k] * v
         l1 = ((y - x).abs() * m).sum() / (3 * m.sum()).clamp(min=1)
         perc = F.mse_loss(_reader_features(reader, fill), _reader_features(reader, x))
         loss = loss + cfg.eta * (l1 + cfg.perceptual * perc)
         parts["l1"], parts["perceptual"] = l1, perc
+        parts |= watch
         if cfg.mse > 0:
             parts["mse"] = ((y - x) ** 2 * m).sum() / (3 * m.sum()).clamp(min=1)
             loss = loss + cfg.mse * parts["mse"]
@@ -246,21 +276,9 @@ def train_feedback(cfg: FeedbackTrainConfig) -> dict:
         if step % cfg.ckpt_every == 0 or step == total:
             save_checkpoint(ckpt, step, unet, opt, sched, **extras)
             logger.info("step %d (T=%d) %s (%.0fs)", step, T, {k: round(v, 4) for k, v in logs.items()}, time.time() - t0)
+        if cfg.snapshot_every and step % cfg.snapshot_every == 0 and step < total:
+            save(out / "snapshots" / f"step-{step}")
     bar.close()
-    final = unet.cpu()
-    state = unet_delta_state(final, full)
-    config = dict(final.config)
-    save_pipeline(
-        out,
-        final,
-        t2i.autoencoder,
-        scheduler,
-        t2i.max_length,
-        {"retouch_guidance": 1.0, "retouch_default_steps": cfg.default_steps},
-        share_with=str(base.parent),
-        caption_reader=t2i.caption_reader,
-        draft=t2i.draft or None,
-        class_name="StableDiffusionInpaintPipeline",
-        write_unet=lambda folder: save_unet_delta(folder, config, state, base, int(ref["rank"]), float(ref["alpha"])),
-    )
+    unet.cpu()
+    save(out)
     return {"steps": step, "losses": logs}

@@ -64,6 +64,13 @@ class RewardTrainConfig:
     # meets the generator's texture in training and does not score a correct fill low for looking generated
     redrawn: float = 0.0
     latent_noise: float = 0.3
+    # attributes: adversarial training (Madry et al. 2018): each batch's crops also enter as their worst case within
+    # an L-inf ball of this radius (in [-1, 1] units), found by ``adv_steps`` of projected gradient ascent. A robust
+    # classifier's input gradients follow the image's content, not imperceptible textures (Santurkar et al. 2019),
+    # which is what a feedback loop differentiating through it needs (docs/inpaint.md, fifth round). 0: off
+    adv_eps: float = 0.0
+    adv_steps: int = 3
+    init: str = ""  # a reward folder of the same kind to start from
     eval_n: int = 500
     eval_seed: int = 31337
     seed: int = 6000
@@ -210,13 +217,32 @@ def _pairwise(good: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
     return F.softplus(bad - good).mean()  # -log sigmoid(r_good - r_bad)
 
 
+def _attribute_loss(net: RewardModel, crops: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    logits = net.logits(crops)  # type: ignore[attr-defined]
+    return sum(F.cross_entropy(lg, values[:, j]) for j, lg in enumerate(logits.values()))
+
+
+def _worst_case(net: RewardModel, crops: torch.Tensor, values: torch.Tensor, eps: float, steps: int) -> torch.Tensor:
+    """PGD in the L-inf ball of radius ``eps`` around ``crops`` (B, 3, h, w), from a random start, clipped to [-1, 1]."""
+    delta = torch.empty_like(crops).uniform_(-eps, eps)
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = _attribute_loss(net, (crops + delta).clamp(-1, 1), values)
+        (grad,) = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() + 2.5 * eps / steps * grad.sign()).clamp(-eps, eps)
+    return (crops + delta).clamp(-1, 1).detach()
+
+
 def _step_loss(net: RewardModel, src: PairSource, idx: list[int], dev: torch.device) -> torch.Tensor:
     kind = net.config.kind
     if kind == "attributes":
         crops, objs, _, _ = src.objects(idx)
+        crops = crops.to(dev)
         values = torch.tensor([object_values(o) for o in objs], device=dev)  # (B, 6)
-        logits = net.logits(crops.to(dev))  # type: ignore[attr-defined]
-        return sum(F.cross_entropy(lg, values[:, j]) for j, lg in enumerate(logits.values()))
+        loss = _attribute_loss(net, crops, values)
+        if src.cfg.adv_eps > 0:  # half clean, half worst case: robust without losing the clean accuracy
+            loss = 0.5 * loss + 0.5 * _attribute_loss(net, _worst_case(net, crops, values, src.cfg.adv_eps, src.cfg.adv_steps), values)
+        return loss
     clean, deg, m, _ = src.degraded(idx)
     clean, deg, m = clean.to(dev), deg.to(dev), m.to(dev)
     changed = ((deg - clean).abs().amax(1, keepdim=True) > 0.04).float() * m  # (B, 1, H, W): pixels the fill really changed
@@ -291,7 +317,11 @@ def train_reward(cfg: RewardTrainConfig) -> dict:
         made, masks = generator_fills(cfg.generator, [scenes[i] for i in held], images[held[0] :], cfg, random.Random(cfg.seed + 1))
         clean = torch.from_numpy(np.ascontiguousarray(images[held[0] :])).permute(0, 3, 1, 2).float() / 127.5 - 1
         fills = (made, masks, clean[: made.shape[0]])
-    net = REWARDS[cfg.kind](RewardConfig(kind=cfg.kind, width=cfg.width)).to(dev)
+    net = REWARDS[cfg.kind](RewardConfig(kind=cfg.kind, width=cfg.width))
+    if cfg.init:
+        net.load_state_dict(RewardModel.from_pretrained(cfg.init, kind=cfg.kind).float().state_dict())
+        logger.info("started from %s", cfg.init)
+    net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
     ckpt = out / "checkpoint.pt"
