@@ -103,3 +103,34 @@ def test_layout_config_is_checked(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="channels"):
         check_layout_config(tmp_path)
+
+
+def test_snapped_reading_makes_decided_blocks_one_hot_and_keeps_the_rest():
+    import torch
+
+    from retouch.models.layout import OBJECT_SLICES, SCENE_SLICES, LayoutReading, reading_of_scenes
+    from retouch.world.scene import random_scene
+
+    exact = reading_of_scenes([random_scene(__import__("random").Random(k)) for k in range(6)])
+    same = exact.snapped()
+    assert torch.equal(same.objects, exact.objects) and torch.equal(same.scene, exact.scene)
+    # soften: every block mixed with uniform, one place half occupied, one object's shape undecided
+    obj, glob = exact.objects.clone(), exact.scene.clone()
+    for sl in OBJECT_SLICES.values():
+        if sl.start > 0:
+            obj[..., sl] = 0.7 * obj[..., sl] + 0.3 * obj[..., :1] / (sl.stop - sl.start)
+    for sl in SCENE_SLICES.values():
+        glob[..., sl] = 0.8 * glob[..., sl] + 0.2 / (sl.stop - sl.start)
+    obj = obj * 0.9
+    slot = int(exact.objects[0, :, 0].argmax())
+    shape = OBJECT_SLICES["shape"]
+    obj[0, slot, shape] = 0.9 / (shape.stop - shape.start)  # a left-out shape: uniform
+    obj[1, :, 0] = torch.where(exact.objects[1, :, 0] > 0, torch.full_like(obj[1, :, 0], 0.5), obj[1, :, 0])
+    snapped = LayoutReading(obj, glob).snapped()
+    assert torch.equal(snapped.scene, exact.scene)
+    for i in (2, 3, 4, 5):
+        assert torch.equal(snapped.objects[i], exact.objects[i])
+    assert torch.allclose(snapped.objects[0, slot, shape], obj[0, slot, shape])  # undecided: as read
+    rest = [sl for name, sl in OBJECT_SLICES.items() if name not in ("occupied", "shape")]
+    assert all(torch.equal(snapped.objects[0, slot, sl], exact.objects[0, slot, sl]) for sl in rest)
+    assert torch.allclose(snapped.objects[1], obj[1])  # half-occupied places: as read

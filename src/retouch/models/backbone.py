@@ -295,6 +295,7 @@ class Backbone:
                         r_ids, states_mask = _tokenize(tok, texts, enc.device)
                         states = enc(r_ids, attention_mask=states_mask)[0] * states_mask[..., None].to(enc.dtype)
                     reading = self.caption_reader(states.float(), states_mask)  # LayoutReading: (B, 4, 29), (B, 12)
+                    reading = reading.snapped()  # decided blocks one-hot, as the generator's training maps
                     layout = paint_layout(reading, h // f, w // f)  # (B, M, h/f, w/f)
                     if self.draft is not None:
                         layout = torch.cat([layout, self.draft_latents(reading, (h, w)).to(layout)], dim=1)  # (B, M + C, h/f, w/f)
