@@ -80,11 +80,11 @@ class LayoutReading:
         probability is >= ``sure`` becomes that value. Undecided places and blocks (an attribute the caption left
         out) stay as read, so the generator still draws from their spread. Measured in docs/backbone.md ("The
         reading snapped"): the draft drawn from a soft reading softens 2-3 px patterns."""
-        obj, glob = self.objects.float().clone(), self.scene.float().clone()  # (B, N_SLOTS, OBJECT_DIM), (B, SCENE_DIM)
+        obj, glob = self.objects.float(), self.scene.float().clone()  # (B, N_SLOTS, OBJECT_DIM), (B, SCENE_DIM)
         occ = obj[..., 0]  # (B, N_SLOTS)
         full, empty = occ >= 1 - sure / 2, occ <= sure / 2
         rel = obj / occ.clamp(min=1e-6)[..., None]  # each attribute block relative to the occupancy
-        out = obj.clone()
+        out = obj.clone()  # the snapped objects; ``obj`` is read only
         for name, _ in OBJECT_FIELDS[1:]:
             sl = OBJECT_SLICES[name]
             blk = rel[..., sl]  # (B, N_SLOTS, n)
