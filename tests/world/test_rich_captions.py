@@ -121,3 +121,55 @@ def test_generator_is_deterministic_in_its_rng():
     a = [rc.rich_caption(random_scene(random.Random(k)), random.Random(k))[0] for k in range(20)]
     b = [rc.rich_caption(random_scene(random.Random(k)), random.Random(k))[0] for k in range(20)]
     assert a == b and len(set(a)) == 20
+
+
+def _scene_with(slots: list[int], seed: int) -> list[WorldObject]:
+    rng = random.Random(seed)
+    base = random_scene(rng)
+    while len(base.objects) < len(slots):
+        base = random_scene(rng)
+    return [replace(o, slot=s) for o, s in zip(base.objects, slots, strict=False)]
+
+
+def test_structured_kinds_keep_every_place_and_name_gaps():
+    # each structure says where every object is (no object falls back to reading order), and an order that meets an
+    # empty place before its last object names the gap
+    for kind in rc.STRUCTURES:
+        for seed in range(40):
+            slots = sorted(random.Random(seed).sample(range(N_SLOTS), 1 + seed % (3 if kind == "empty" else 4)))
+            if kind in ("shared", "ordered") and len(slots) < 2:
+                continue
+            objs = _scene_with(slots, seed)
+            omit = {o.slot: frozenset() for o in objs}
+            body, out = rc._structured_body(objs, omit, random.Random(seed), kind=kind)
+            assert sorted(o.slot for o in out) == slots, (kind, body)
+            low = body.lower()
+            if kind == "ordered" and slots != list(range(len(slots))) and "row" not in low and "along the" not in low:
+                assert any(g in low for g in rc.GAP_WORDS), body
+            if kind == "empty":
+                assert "empty" in low or "nothing" in low or "taken" in low, body
+            for o in out:  # nothing left out: every colour is in the words
+                assert any(w in low for w in rc.COLOR_WORDS[o.color]), (kind, body, o)
+
+
+def test_shared_attributes_are_shared_and_said_once_for_all():
+    seen = 0
+    for seed in range(60):
+        objs = _scene_with([0, 1, 3], seed)
+        omit = {o.slot: frozenset({"size"}) for o in objs}
+        body, out = rc._structured_body(objs, omit, random.Random(seed), kind="shared")
+        shared = [a for a in OBJECT_ATTRS if len({getattr(o, a) for o in out}) == 1]
+        assert shared, body
+        assert any(w in body.lower() for w in ("all", "each", "every", "both", "three")), body
+        if "size" in shared and len({o.size for o in objs}) > 1:  # made shared, so said: no longer left out
+            assert all("size" not in omit[o.slot] for o in out)
+            seen += 1
+    assert seen > 0
+
+
+def test_negated_values_name_the_true_one_last_or_first():
+    rng = random.Random(0)
+    o = WorldObject("star", "red", "large", "dotted", "upside down", "moon", slot=0)
+    for _ in range(30):
+        text = rc._negated(o, "pattern", rng)
+        assert "dotted" in text and ("not" in text or "rather" in text or "neither" in text), text

@@ -582,6 +582,299 @@ def _forced_sharing(scene: Scene, rng: random.Random) -> Scene:
     return replace(scene, objects=tuple(objs))
 
 
+# -- structured captions: what people write beyond one clause per object --------------------------------------
+# Found in the hand-written fixtures' misses (docs/backbone.md, "What is left"): attributes given after the objects
+# are introduced ("The star: small, dotted ..."), shared by all ("all medium and upright"), objects listed in an
+# order instead of placed ("going round from the top left: ..."), empty places stated, "field: value" lists and
+# negated values ("not striped but dotted"). The words are this module's own (none of FIXTURE_WORDS).
+PATTERN_NOUN = {
+    "solid": ("plain", "solid", "no markings", "one flat colour"),
+    "striped": ("stripes", "stripy", "pinstripes", "streaks"),
+    "dotted": ("dots", "spots", "polka dots", "spotted"),
+    "checkered": ("checks", "plaid", "gingham", "chequers"),
+}
+FIELD_KEYS = {
+    "place": ("where", "position", "location", "place", "spot"),
+    "shape": ("shape", "what", "object", "kind"),
+    "color": ("colour", "color", "hue", "paint"),
+    "size": ("size", "scale"),
+    "pattern": ("pattern", "fill", "texture", "surface"),
+    "pose": ("pose", "orientation", "rotation", "angle"),
+    "emblem": ("emblem", "symbol", "icon", "mark", "sign"),
+}
+GAP_WORDS = ("nothing", "empty", "an empty spot", "a gap", "blank", "no object", "a free spot")
+EMPTY_FORMS = ("the {p} is empty", "nothing is at the {p}", "{p}: empty", "the {p} is left empty", "the {p} holds nothing", "{p}: nothing")
+# orders that name every place (slot sequences; a gap is named where the order meets an empty place)
+ORDERS = {
+    (0, 1, 2, 3): (
+        "in reading order from the top left",
+        "left to right, top row first",
+        "row by row from the top left",
+        "from the top left, going right and then down",
+        "starting top left, then top right, bottom left and bottom right",
+    ),
+    (0, 1, 3, 2): (
+        "going round from the top left",
+        "around the corners starting top left and moving right",
+        "circling from the top left towards the right",
+        "starting at the top left and going round to the right",
+    ),
+    (0, 2, 3, 1): (
+        "going round from the top left, downwards first",
+        "around the corners from the top left, heading down first",
+        "starting top left and going round downwards",
+    ),
+    (0, 2, 1, 3): (
+        "column by column from the left, top first",
+        "down the left column and then down the right",
+        "left column top to bottom, then the right column",
+    ),
+}
+SHARED_FORMS = {
+    2: ("both are {v}", "the two are both {v}", "both of them {v}", "each is {v}", "both {v}"),
+    0: ("all are {v}", "they are all {v}", "every one of them is {v}", "each one is {v}", "all of them {v}", "all {v}"),
+}
+
+
+def _bare(o: WorldObject, attr: str, rng: random.Random, negate: float = 0.0) -> str:
+    """One attribute's value in a few words, as lists give it ("small", "dots", "upside down", "a moon")."""
+    c = rng.choice
+    if attr == "shape":
+        return c(SHAPE_WORDS[o.shape])
+    if attr in ("pattern", "color", "pose") and rng.random() < negate:
+        return _negated(o, attr, rng)
+    if attr == "size":
+        return c(SIZE_WORDS[o.size])
+    if attr == "color":
+        return c(COLOR_WORDS[o.color])
+    if attr == "pattern":
+        return c(PATTERN_ADJ[o.pattern] + PATTERN_NOUN[o.pattern])
+    if attr == "pose":
+        return c(POSE_WORDS[o.pose])
+    e = c(EMBLEM_WORDS[o.emblem])
+    return c((e, _a(e), "with " + _a(e), _emblem(o, rng)))
+
+
+def _negated(o: WorldObject, attr: str, rng: random.Random) -> str:
+    """A value said by what it is not as well: "not striped but dotted", "neither red nor blue, just green"."""
+    words = {"pattern": PATTERN_ADJ, "color": COLOR_WORDS, "pose": POSE_WORDS}[attr]
+    value = getattr(o, attr)
+    others = [v for v in words if v != value]
+    x, y = rng.sample(others, 2)
+    say = lambda v: rng.choice(words[v][:2])  # noqa: E731 - the plain words: a negated synonym reads as a riddle
+    form = rng.choice(("not {x} but {v}", "{v}, not {x}", "{v} rather than {x}", "neither {x} nor {y}, just {v}", "{v} (not {x})"))
+    return form.format(x=say(x), y=say(y), v=say(value))
+
+
+def _value_list(o: WorldObject, attrs: list[str], rng: random.Random) -> str:
+    vals = [_bare(o, a, rng, negate=0.08) for a in attrs]
+    if len(vals) > 1 and rng.random() < 0.4:
+        return ", ".join(vals[:-1]) + " and " + vals[-1]
+    return rng.choice((", ", ", ", "; ")).join(vals)
+
+
+def _shown(o: WorldObject, omit: frozenset | set) -> list[str]:
+    """The object attributes a caption says, in the order lists usually give them."""
+    return [a for a in ("size", "color", "pattern", "pose", "emblem") if a not in omit]
+
+
+def _ref_names(objs: list[WorldObject], nouns: dict[int, str], omit: dict, rng: random.Random) -> dict[int, str]:
+    """A name that picks each object out of the others, for a later sentence: "the star", "the red one", "the
+    top-left one", "the second one"."""
+    names = {}
+    for i, o in enumerate(objs):
+        cands = []
+        if "shape" not in omit[o.slot] and sum(p.shape == o.shape for p in objs) == 1:
+            cands.append(f"the {nouns[o.slot]}")
+        for attr, table in (("color", COLOR_WORDS), ("size", SIZE_WORDS)):
+            if attr not in omit[o.slot] and sum(getattr(p, attr) == getattr(o, attr) for p in objs) == 1:
+                cands.append(f"the {table[getattr(o, attr)][0]} one")
+        place = rng.choice(PLACE_WORDS[o.slot][:3])
+        cands += [f"the {place} one", f"the one at the {place}"]
+        ordinal = ("first", "second", "third", "fourth")[i]
+        cands.append(f"the {'last' if i == len(objs) - 1 and i > 0 and rng.random() < 0.5 else ordinal} one")
+        names[o.slot] = rng.choice(cands[:2]) if cands and rng.random() < 0.6 else rng.choice(cands)
+    return names
+
+
+def _deferred_body(objs: list[WorldObject], omit: dict, rng: random.Random) -> str:
+    """Objects introduced by shape (and perhaps one more word) and place, then described one by one."""
+    nouns = {o.slot: rng.choice(SHAPE_WORDS[o.shape][:4]) for o in objs}
+    early: dict[int, list[str]] = {}
+    for o in objs:
+        said = _shown(o, omit[o.slot])
+        early[o.slot] = [a for a in said if a in ("size", "color") and rng.random() < 0.3]
+    intro = []
+    names = _ref_names(objs, nouns, omit, rng)
+    place_in_intro = rng.random() < 0.65
+    for i, o in enumerate(objs):
+        words = [_bare(o, a, rng) for a in early[o.slot]]
+        noun = nouns[o.slot] if "shape" not in omit[o.slot] else rng.choice(THING_WORDS)
+        phrase = _a(" ".join([*words, noun]))
+        if place_in_intro:
+            rel = None
+            if i > 0 and rng.random() < 0.35:
+                ref = objs[i - 1]
+                if names[ref.slot].startswith("the ") and not names[ref.slot].startswith("the one"):
+                    rel = _relative(o.slot, ref, names[ref.slot], rng)
+            place = rel or _place(o.slot, rng)
+            phrase = rng.choice(("{n} {p}", "{n} {p}", "{p} {n}")).format(n=phrase, p=place) if not rel else f"{phrase} {rel}"
+        intro.append(phrase)
+    head = ", ".join(intro[:-1]) + (" and " if len(intro) > 1 else "") + intro[-1]
+    details = []
+    order = list(objs)
+    if rng.random() < 0.3:
+        rng.shuffle(order)
+    for o in order:
+        rest = [a for a in _shown(o, omit[o.slot]) if a not in early[o.slot]]
+        name = names[o.slot]
+        where = "" if place_in_intro else " " + rng.choice(("is ", "sits ", "")) + _place(o.slot, rng)
+        if not rest:
+            if where:
+                details.append(f"{name}{where}")
+            continue
+        vals = _value_list(o, rest, rng)
+        form = rng.choice(("{N}: {v}", "{N} is {v}", "{N} ({v})", "{N} - {v}", "as for {n}, {v}"))
+        details.append(form.format(N=name[0].upper() + name[1:], n=name, v=vals) + where)
+    sep = rng.choice((". ", "; ", ". "))
+    return head + (". " + sep.join(details) if details else "")
+
+
+def _shared_body(objs: list[WorldObject], omit: dict, rng: random.Random) -> tuple[str, list[WorldObject]]:
+    """Some attributes shared by every object and said once ("all medium and upright"); the rest per object."""
+    shared = rng.sample(["size", "color", "pattern", "pose", "emblem", "shape"], rng.randint(1, 3))
+    src = objs[0]
+    objs = [replace(o, **{a: getattr(src, a) for a in shared}) for o in objs]
+    for o in objs:  # a shared value is said, whatever the object's omissions were
+        omit[o.slot] = frozenset(omit[o.slot]) - set(shared)
+    n = len(objs)
+    vals = _value_list(src, [a for a in shared if a != "shape"], rng) if set(shared) - {"shape"} else ""
+    clauses = []
+    for o in objs:
+        o_omit = set(omit[o.slot]) | set(shared)
+        noun = _obj_noun(o, o_omit, rng)
+        if "shape" in shared:
+            noun = re.sub(r"\b(" + "|".join(map(re.escape, THING_WORDS)) + r")\b", "one", noun, count=1)
+        bits = [b for b, a in ((_pose(o, rng), "pose"), (_emblem(o, rng), "emblem")) if a not in o_omit]
+        clauses.append(", ".join([noun if noun == "one" else _a(noun), *bits, _place(o.slot, rng)]))
+    body = "; ".join(clauses) if rng.random() < 0.5 else rng.choice(JOINS[:4]).join(clauses)
+    if "shape" in shared:
+        count = f"{rng.choice(NUMBER_WORDS[n][:2])} {SHAPE_PLURAL[src.shape]}"
+    else:
+        count = f"{rng.choice(NUMBER_WORDS[n][:2])} {rng.choice(THING_WORDS)}s"
+    if vals:
+        share = rng.choice(SHARED_FORMS[2] if n == 2 else SHARED_FORMS[0]).format(v=vals)
+        if rng.random() < 0.5:
+            return f"{count}, {share}: {body}", objs
+        return f"{count}: {body}. {share[0].upper()}{share[1:]}", objs
+    return f"{count}: {body}", objs
+
+
+def _ordered_body(objs: list[WorldObject], omit: dict, rng: random.Random) -> str:
+    """Objects listed in an order that names the places, with gaps named: "row by row from the top left: A, B,
+    nothing, C"."""
+    by_slot = {o.slot: o for o in objs}
+    if rng.random() < 0.3:  # per row: "Top row: A and B. Bottom row: nothing, then C."
+        rows = []
+        for name, slots in (
+            (rng.choice(("top row", "along the top", "the top row, from the left")), (0, 1)),
+            (rng.choice(("bottom row", "along the bottom", "the bottom row, from the left")), (2, 3)),
+        ):
+            items = [_bare_object(by_slot[s], omit, rng) if s in by_slot else rng.choice(GAP_WORDS) for s in slots]
+            if all(s not in by_slot for s in slots) and rng.random() < 0.5:
+                rows.append(f"{name}: {rng.choice(GAP_WORDS)}")
+            else:
+                rows.append(f"{name}: {items[0]}{rng.choice((', then ', '; ', ' and ', ', '))}{items[1]}")
+        if rng.random() < 0.5:
+            rows.reverse()
+        return rng.choice((". ", "; ")).join(r[0].upper() + r[1:] for r in rows)
+    orders = [k for k in ORDERS if len(objs) == 4 or k == (0, 1, 2, 3) or rng.random() < 0.5]
+    order = rng.choice(orders)
+    last = max(order.index(s) for s in by_slot)
+    items = [_bare_object(by_slot[s], omit, rng) if s in by_slot else rng.choice(GAP_WORDS) for s in order[: last + 1]]
+    lead = rng.choice(ORDERS[order])
+    joined = ", ".join(items[:-1]) + (rng.choice((", and ", " and ", ", ")) if len(items) > 1 else "") + items[-1]
+    if rng.random() < 0.5:
+        return f"{lead[0].upper()}{lead[1:]}: {joined}"
+    return f"{joined}, {lead}"
+
+
+def _bare_object(o: WorldObject, omit: dict, rng: random.Random) -> str:
+    """An object with no place: a noun phrase with its pose and emblem, or "shape (values)"."""
+    om = omit[o.slot]
+    if rng.random() < 0.35:
+        noun = _a(_obj_noun(o, om | {"size", "color", "pattern"}, rng))
+        rest = [a for a in _shown(o, om)]
+        return f"{noun} ({_value_list(o, rest, rng)})" if rest else noun
+    return _object_clause(o, om, None, rng)
+
+
+def _empty_body(objs: list[WorldObject], omit: dict, rng: random.Random) -> str:
+    """The empty places said, and the others given by place or left to reading order ("the rest, in order")."""
+    free = [s for s in range(N_SLOTS) if s not in {o.slot for o in objs}]
+    said = [rng.choice(PLACE_WORDS[s][:3]) for s in free]
+    if len(free) == 1 or rng.random() < 0.5:
+        empties = [rng.choice(EMPTY_FORMS).format(p=p) for p in said]
+        empty = "; ".join(empties) if rng.random() < 0.5 else ", and ".join(empties)
+    else:
+        empty = f"the {' and the '.join(said)} are empty"
+    if len(free) == 1 and rng.random() < 0.3:
+        forms = ("only the {p} is empty", "the one empty place is the {p}", "every place but the {p} is taken")
+        empty = rng.choice(forms).format(p=said[0])
+    objs = sorted(objs, key=lambda o: o.slot)
+    if rng.random() < 0.5:
+        lead = rng.choice(
+            (
+                "the rest, in reading order from the top left",
+                "the others, left to right and top to bottom",
+                "the remaining places, from the top left",
+            )
+        )
+        body = f"{lead}: " + "; ".join(_bare_object(o, omit, rng) for o in objs)
+    else:
+        lead = rng.choice(("elsewhere", "the rest", "otherwise", "the others"))
+        body = f"{lead}: " + "; ".join(_object_clause(o, omit[o.slot], _place(o.slot, rng), rng) for o in objs)
+    parts = [empty[0].upper() + empty[1:], body]
+    return ". ".join(parts)
+
+
+def _fields_body(objs: list[WorldObject], omit: dict, rng: random.Random) -> str:
+    """A list of fields for each object: "Where: bottom left. What: a large purple square. Pattern: checks."."""
+    keys = {k: rng.choice(v) for k, v in FIELD_KEYS.items()}
+    sep = rng.choice((". ", "; ", ", "))
+    blocks = []
+    for o in objs:
+        fields = [("place", rng.choice(PLACE_WORDS[o.slot]))]
+        om = omit[o.slot]
+        if keys["shape"] in ("what", "object") and rng.random() < 0.7:
+            noun = _obj_noun(o, om | {"pattern"}, rng)
+            fields.append(("shape", _a(noun)))
+            said = [a for a in ("pattern", "pose", "emblem") if a not in om]
+        else:
+            said = [a for a in ("shape", "size", "color", "pattern", "pose", "emblem") if a not in om]
+        fields += [(a, _bare(o, a, rng)) for a in said]
+        if rng.random() < 0.3:
+            rng.shuffle(fields)
+        text = sep.join(f"{keys[k].capitalize() if rng.random() < 0.7 else keys[k]}: {v}" for k, v in fields)
+        blocks.append(text)
+    return rng.choice((". ", " | ", "\n", ". Next object. ")).join(blocks)
+
+
+STRUCTURES = {"deferred": 0.3, "shared": 0.25, "ordered": 0.2, "empty": 0.1, "fields": 0.15}
+
+
+def _structured_body(objs: list[WorldObject], omit: dict, rng: random.Random, kind: str | None = None) -> tuple[str, list[WorldObject]]:
+    """One of ``STRUCTURES`` (``kind``, or drawn by weight among those the object count allows): the body and the
+    objects (a shared attribute changes them). ``omit`` (slot -> attributes left out) is updated in place."""
+    if kind is None:
+        kinds = [k for k in STRUCTURES if (len(objs) > 1 or k in ("fields", "deferred", "empty")) and (len(objs) < 4 or k != "empty")]
+        kind = rng.choices(kinds, weights=[STRUCTURES[k] for k in kinds])[0]
+    if kind == "shared":
+        return _shared_body(objs, omit, rng)
+    body = {"deferred": _deferred_body, "ordered": _ordered_body, "empty": _empty_body, "fields": _fields_body}[kind](objs, omit, rng)
+    return body, objs
+
+
 def rich_caption(scene: Scene, rng: random.Random, typos: float = 0.08) -> tuple[str, Said]:
     """A caption of ``scene`` in a random wording and what it says (places as the words give them)."""
     scene = _forced_sharing(scene, rng)
@@ -591,7 +884,7 @@ def rich_caption(scene: Scene, rng: random.Random, typos: float = 0.08) -> tuple
     mode = rng.choices(("full", "partial", "short"), weights=(0.45, 0.35, 0.2))[0]
     omit = {o.slot: _omissions(rng, mode) for o in objs}
     # how places are given: "abs" absolute, "rel" some relative to an earlier object, "none", "some" (mixed), "rows"
-    placing = rng.choices(("abs", "rel", "none", "some", "rows"), weights=(0.35, 0.2, 0.2, 0.1, 0.15))[0]
+    placing = rng.choices(("abs", "rel", "none", "some", "rows", "structured"), weights=(0.3, 0.17, 0.17, 0.08, 0.13, 0.3))[0]
     if len(objs) == 1 and placing in ("rel", "rows"):
         placing = "abs"
     scene_omit = set()
@@ -600,7 +893,11 @@ def rich_caption(scene: Scene, rng: random.Random, typos: float = 0.08) -> tuple
     if rng.random() < 0.08:
         scene_omit.add("background")
 
-    if placing == "rows" and _rows_ok(objs):
+    if placing == "structured":
+        body, objs = _structured_body(objs, omit, rng)
+        order, placed = objs, {o.slot for o in objs}
+        scene = replace(scene, objects=tuple(objs))
+    elif placing == "rows" and _rows_ok(objs):
         body, order = _rows_body(objs, omit, rng)
         placed = {o.slot for o in objs}
     else:
@@ -650,7 +947,7 @@ def rich_caption(scene: Scene, rng: random.Random, typos: float = 0.08) -> tuple
     style, tail, bg = _scene_phrases(scene, rng, scene_omit)
     n = len(objs)
     count = None
-    if rng.random() < 0.45:
+    if placing != "structured" and rng.random() < 0.45:  # a structured body counts its objects itself when it does
         noun = rng.choice(THING_WORDS) + ("s" if n > 1 else "")
         count = f"{rng.choice(NUMBER_WORDS[n])} {noun}"
     text = _assemble(body, style, tail, bg, count, rng)
