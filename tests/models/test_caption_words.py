@@ -56,7 +56,7 @@ def test_captions_of_known_words_pass_unchanged(words):
         ("a greenish heart, smallish, upper right", "a green heart, smallish, top right"),
         ("a bluish cube tipped anticlockwise on a blank background", "a blue cube tilted left on a blank background"),
         ("an orangey disk, the right way up", "an orange circle, upright"),
-        ("a yellowish triangle with pinstripes", "a yellow triangle with stripes"),
+        ("a yellowish triangle with bands", "a yellow triangle with stripes"),
         # a phrase whose words are known one by one but never together
         ("a red star, the correct way up", "a red star, upright"),
     ],
