@@ -804,7 +804,7 @@ def _bare_object(o: WorldObject, omit: dict, rng: random.Random) -> str:
     om = omit[o.slot]
     if rng.random() < 0.35:
         noun = _a(_obj_noun(o, om | {"size", "color", "pattern"}, rng))
-        rest = [a for a in _shown(o, om)]
+        rest = _shown(o, om)
         return f"{noun} ({_value_list(o, rest, rng)})" if rest else noun
     return _object_clause(o, om, None, rng)
 
