@@ -104,8 +104,9 @@ def test_bad_folders_and_inputs_are_refused(tmp_path):
 
 # -- the shipped reader --------------------------------------------------------------------------
 def test_shipped_reader_is_small():
+    # 1.45M parameters in fp16 (2.9 MB) since the 192-wide head of 2026-12-06: the whole of models/ stays under 40 MB
     size = sum(p.stat().st_size for p in DEFAULT_CAPTION_READER.iterdir() if p.name != "checkpoint.pt")
-    assert size < 2_000_000
+    assert size < 3_100_000
 
 
 def test_shipped_reader_reads_held_out_detailed_captions(shipped, text_model):
@@ -120,9 +121,10 @@ def test_shipped_reader_reads_the_hand_written_paraphrases(shipped, text_model):
     pairs = fixture_pairs([FIXTURES / "paraphrases.jsonl", FIXTURES / "paraphrases_more.jsonl"])
     sample = pairs[::4]  # 40 of the 160
     r = evaluate_caption_reader(shipped, sample, *text_model)
-    # a regression guard near the measured level (91.7% mean on all 160 and 94.5% on this sample with the reader's
-    # rewriting of words it never learnt; 81.9% on all 160 without it: docs/backbone.md), not the 95% target
-    assert r["mean_attribute"] >= 0.88, r["attributes"]
+    # a regression guard near the measured level (96.3% mean on all 160 and 96.9% on this sample since the 192-wide
+    # head of 2026-12-06; the reader before it: 93.9% / 92.5%; 81.9% on all 160 without the rewriting of words it
+    # never learnt: docs/backbone.md)
+    assert r["mean_attribute"] >= 0.93, r["attributes"]
     assert r["attributes"]["background"] >= 0.95 and r["attributes"]["occupied"] >= 0.8
 
 
