@@ -24,16 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retouch.models.caption_reader import CaptionReader, CaptionReaderConfig, text_model
+from retouch.models.caption_reader import text_model
 from retouch.models.caption_words import CaptionWords
 from retouch.train.caption_reader import (
     CaptionReaderTrainConfig,
     TokenData,
     build_cache,
+    build_reader,
     evaluate_caption_reader,
     fixture_pairs,
     held_out_detailed,
-    reader_loss,
+    train_step,
 )
 from retouch.train.loop import warmup_cosine
 from retouch.train.t2i import encode_captions
@@ -78,11 +79,7 @@ def main() -> None:
         st = torch.from_numpy(encode_captions(enc, tok, [words(c) for c, _ in pairs], 128, bar=False)).float()
         states[name] = (st, st.abs().sum(-1) > 0)
 
-    model = CaptionReader(
-        CaptionReaderConfig(
-            dim=cfg.dim, heads=cfg.heads, encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers, dropout=cfg.dropout
-        )
-    )
+    model = build_reader(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
@@ -105,14 +102,7 @@ def main() -> None:
 
     model.train()
     while step < cfg.steps:
-        x, mask, obj_t, scene_t = data.batch(rng.integers(0, len(data), cfg.batch_size))
-        obj_l, scene_l = model.logits(x, mask)
-        loss = reader_loss(obj_l, scene_l, obj_t, scene_t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        train_step(model, data, opt, sched, rng, cfg.batch_size)
         step += 1
         if step % a.every == 0 or step == cfg.steps:
             score()

@@ -311,6 +311,28 @@ def evaluate_caption_reader(reader: CaptionReader, pairs: list[tuple[str, Scene]
 
 
 # -- the loop -----------------------------------------------------------------------------------
+def build_reader(cfg: CaptionReaderTrainConfig) -> CaptionReader:
+    """A fresh head of the recipe's size."""
+    return CaptionReader(
+        CaptionReaderConfig(
+            dim=cfg.dim, heads=cfg.heads, encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers, dropout=cfg.dropout
+        )
+    )
+
+
+def train_step(model: CaptionReader, data: TokenData, opt, sched, rng: np.random.Generator, batch_size: int) -> torch.Tensor:
+    """One optimiser step on a random batch of cached captions; returns the loss (detached)."""
+    x, mask, obj_t, scene_t = data.batch(rng.integers(0, len(data), batch_size))
+    obj_l, scene_l = model.logits(x, mask)
+    loss = reader_loss(obj_l, scene_l, obj_t, scene_t)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return loss.detach()
+
+
 @register_task("caption-reader", CaptionReaderTrainConfig)
 def train_caption_reader(cfg: CaptionReaderTrainConfig) -> dict:
     from ..atomic import write_json
@@ -324,11 +346,7 @@ def train_caption_reader(cfg: CaptionReaderTrainConfig) -> dict:
     t_cache = time.time() - t0
     data = TokenData(cache, -(-cfg.n_captions // cfg.chunk), cfg.omitted_target)
     logger.info("%d cached captions (%.0f s to encode the missing chunks)", len(data), t_cache)
-    model = CaptionReader(
-        CaptionReaderConfig(
-            dim=cfg.dim, heads=cfg.heads, encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers, dropout=cfg.dropout
-        )
-    )
+    model = build_reader(cfg)
     logger.info("caption reader: %d parameters", sum(p.numel() for p in model.parameters()))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps)
@@ -338,15 +356,7 @@ def train_caption_reader(cfg: CaptionReaderTrainConfig) -> dict:
     model.train()
     t1 = time.time()
     while step < cfg.steps:
-        idx = rng.integers(0, len(data), cfg.batch_size)
-        x, mask, obj_t, scene_t = data.batch(idx)
-        obj_l, scene_l = model.logits(x, mask)
-        loss = reader_loss(obj_l, scene_l, obj_t, scene_t)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss = train_step(model, data, opt, sched, rng, cfg.batch_size)
         step += 1
         if step % 100 == 0 or step == cfg.steps:
             logger.info("step %d/%d loss %.4f (%.2f s/step)", step, cfg.steps, loss.item(), (time.time() - t1) / 100)
