@@ -26,8 +26,8 @@ import torch
 
 from retouch.models.caption_reader import text_model
 from retouch.models.caption_words import CaptionWords
+from retouch.train import parse_recipe
 from retouch.train.caption_reader import (
-    CaptionReaderTrainConfig,
     TokenData,
     build_cache,
     build_reader,
@@ -51,17 +51,22 @@ def main() -> None:
     ap.add_argument("--words", default=str(ROOT / "models" / "caption-reader"), help="folder whose vocabulary.txt rewrites the fixtures")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    recipe = json.loads(Path(a.recipe).read_text())
-    recipe.pop("task", None)
-    for kv in a.set:
+    raw = json.loads(Path(a.recipe).read_text())
+    for kv in a.set:  # not batch.parse_settings: that one keeps the seed out, and a recipe's seed is a fair override
         key, sep, value = kv.partition("=")
-        if not sep or key not in CaptionReaderTrainConfig.__dataclass_fields__:
-            raise SystemExit(f"--set {kv!r}: expected KEY=VALUE with KEY a field of CaptionReaderTrainConfig")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, got {kv!r}")
         try:
-            recipe[key] = json.loads(value)
+            raw[key] = json.loads(value)
         except json.JSONDecodeError:
-            recipe[key] = value
-    cfg = replace(CaptionReaderTrainConfig(**recipe), out=a.out)
+            raw[key] = value
+    try:
+        task, cfg = parse_recipe(raw, a.recipe)  # the recipe's own checks: unknown fields, wrong types
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    if task != "caption-reader":
+        raise SystemExit(f"{a.recipe} is a {task!r} recipe, not a caption-reader one")
+    cfg = replace(cfg, out=a.out)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     enc, tok = text_model(128)
